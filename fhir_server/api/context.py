@@ -1,0 +1,33 @@
+"""What the routers need from the application: services and the base URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from fhir_server.definitions import Definitions
+from fhir_server.services.history import Paging
+from fhir_server.services.resources import ResourceService
+from fhir_server.settings import Settings
+from fhir_server.storage.base import Repository
+
+
+@dataclass
+class FhirContext:
+    settings: Settings
+    defs: Definitions
+    repo: Repository
+    resources: ResourceService
+    paging: Paging
+    started: str
+
+    def base_url(self, request: Request) -> str:
+        if self.settings.server.base_url:
+            return self.settings.server.base_url.rstrip("/")
+        return f"{request.url.scheme}://{request.url.netloc}/fhir"
+
+
+def ctx(request: Request) -> FhirContext:
+    context: FhirContext = request.app.state.fhir
+    return context

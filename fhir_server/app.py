@@ -1,0 +1,75 @@
+"""``create_app(settings)``: builds everything once — definitions, validator, repository, services, routes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from fhir_server import __version__
+from fhir_server.api import errors as api_errors
+from fhir_server.api import rest
+from fhir_server.api.context import FhirContext
+from fhir_server.definitions import load_definitions
+from fhir_server.services.history import Paging
+from fhir_server.services.resources import ResourceService
+from fhir_server.services.validate import Validator
+from fhir_server.settings import Settings
+from fhir_server.storage._meta import format_instant
+from fhir_server.storage.base import Repository
+
+
+def build_repository(settings: Settings) -> Repository:
+    if settings.storage.backend == "sqlite":
+        from fhir_server.storage.sqlite.repository import SQLiteRepository
+
+        return SQLiteRepository(
+            settings.sqlite_file(),
+            busy_timeout_ms=settings.storage.sqlite_busy_timeout_ms,
+            write_batch_max=settings.storage.write_batch_max,
+        )
+    raise ValueError(f"unknown storage backend {settings.storage.backend!r}")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    defs = load_definitions()
+    repo = build_repository(settings)
+    context = FhirContext(
+        settings=settings,
+        defs=defs,
+        repo=repo,
+        resources=ResourceService(repo, defs, Validator(defs)),
+        paging=Paging(settings.paging.default_count, settings.paging.max_count),
+        started=format_instant(time.time()),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await repo.open()
+        try:
+            yield
+        finally:
+            await repo.close()
+
+    app = FastAPI(
+        title="Infirmary FHIR R4 server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.fhir = context
+    api_errors.install(app)
+    app.include_router(rest.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/fhir/metadata")
+
+    return app

@@ -1,0 +1,96 @@
+"""JSON in and out with FHIR fidelity.
+
+FHIR decimals must keep their exact digits (``72.50`` stays ``72.50``), so a request body is parsed once with the
+standard library parser and every JSON number that is not a small integer becomes a :class:`FhirDecimal`, a
+``Decimal`` that remembers the text it was written with.  Serialisation uses orjson and writes a ``FhirDecimal``
+back as that exact text (``orjson.Fragment``).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["FhirDecimal", "JsonError", "dumps", "loads"]
+
+_INT_LIMIT = 2**63
+
+
+class JsonError(ValueError):
+    """The body is not well-formed JSON."""
+
+
+class FhirDecimal(Decimal):
+    """A JSON number that keeps its original spelling."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> FhirDecimal:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return f"FhirDecimal({self.text!r})"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _parse_int(text: str) -> int | FhirDecimal:
+    value = int(text)
+    if text == "-0" or not -_INT_LIMIT < value < _INT_LIMIT:
+        return FhirDecimal(text)
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonError(f"{name} is not valid JSON")
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JsonError(f"duplicate property {key!r}")
+        result[key] = value
+    return result
+
+
+_decoder = json.JSONDecoder(
+    parse_float=FhirDecimal,
+    parse_int=_parse_int,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_pairs,
+)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON, keeping decimals exact and refusing duplicate keys, NaN and Infinity."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        return _decoder.decode(text)
+    except UnicodeDecodeError as exc:
+        raise JsonError(f"body is not UTF-8: {exc.reason}") from exc
+    except json.JSONDecodeError as exc:
+        raise JsonError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, FhirDecimal):
+        return orjson.Fragment(value.text)
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any, *, pretty: bool = False) -> bytes:
+    """Serialise to UTF-8 JSON bytes; decimals are written exactly as they were read."""
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return orjson.dumps(value, default=_default, option=option)

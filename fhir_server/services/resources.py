@@ -1,0 +1,229 @@
+"""The instance and type interactions of the FHIR RESTful API: create, read, vread, update, patch, delete.
+
+Framework-free: it takes resource types, ids, bodies and header values and returns stored versions and outcomes;
+``api/`` turns those into HTTP.  Every write is validated against the R4 definitions and indexed before it
+reaches the repository; conditional variants become data on the write op so the repository applies them
+atomically (see :mod:`fhir_server.storage.preconditions`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server import jsonio
+from fhir_server.definitions import Definitions
+from fhir_server.errors import (
+    Gone,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    issues_error,
+)
+from fhir_server.indexing.tokens import TokenIndexer
+from fhir_server.search.model import SearchQuery
+from fhir_server.search.parse import parse_criteria
+from fhir_server.services import patch as patching
+from fhir_server.services._body import check_id, parse_json, parse_resource
+from fhir_server.services.validate import Validator
+from fhir_server.storage.base import Repository, StoredVersion, WriteOp, WriteOutcome
+
+_ETAG_RE = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
+
+JSON_PATCH = "application/json-patch+json"
+
+
+def parse_etag(value: str, header: str = "If-Match") -> int:
+    """``W/"3"`` (or ``"3"``) → 3."""
+    match = _ETAG_RE.match(value)
+    if match is None:
+        raise InvalidRequest(f'{header} must be a version ETag such as W/"3", got {value!r}', expression=header)
+    return int(match.group(1))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class PatchBody:
+    content_type: str
+    body: bytes
+
+
+class ResourceService:
+    def __init__(self, repo: Repository, defs: Definitions, validator: Validator) -> None:
+        self.repo = repo
+        self.defs = defs
+        self.validator = validator
+        self.tokens = TokenIndexer(defs.search_parameters, defs.resource_types)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def check_type(self, resource_type: str) -> None:
+        if not self.defs.is_resource_type(resource_type):
+            raise NotFound(f"{resource_type!r} is not a FHIR R4 resource type", expression=resource_type)
+
+    def criteria(self, resource_type: str, query_string: str) -> SearchQuery:
+        return parse_criteria(resource_type, query_string, self.tokens.supports)
+
+    def _prepare(self, resource_type: str, resource: dict[str, Any]) -> WriteOp:
+        """Validate a resource for writing and build its op (method and id are filled in by the caller)."""
+        if resource.get("resourceType") != resource_type:
+            raise InvalidRequest(
+                f"resourceType {resource.get('resourceType')!r} does not match the URL type {resource_type!r}",
+                expression="resourceType",
+            )
+        issues = self.validator.validate(resource)
+        if any(i.severity in ("error", "fatal") for i in issues):
+            raise issues_error(issues)
+        return WriteOp("update", resource_type, resource=resource, index=self.tokens.extract(resource))
+
+    async def _write_one(self, op: WriteOp) -> WriteOutcome:
+        (outcome,) = await self.repo.write([op])
+        return outcome
+
+    # -- interactions --------------------------------------------------------------------------------------
+
+    async def create(self, resource_type: str, body: bytes, if_none_exist: str | None = None) -> WriteOutcome:
+        """``POST /Type``: the server assigns the id (a client id in the body is ignored, per the spec)."""
+        self.check_type(resource_type)
+        resource = parse_resource(body)
+        id = new_id()
+        op = self._prepare(resource_type, _with_id(resource, id))
+        op.method, op.id = "create", id
+        if if_none_exist is not None:
+            op.if_none_exist = self.criteria(resource_type, if_none_exist.lstrip("?"))
+        return await self._write_one(op)
+
+    async def read(self, resource_type: str, id: str) -> StoredVersion:
+        self.check_type(resource_type)
+        stored = await self.repo.read(resource_type, id)
+        if stored is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if stored.deleted:
+            raise Gone(
+                f"{resource_type}/{id} was deleted (version {stored.version})",
+                headers={"ETag": f'W/"{stored.version}"'},
+            )
+        return stored
+
+    async def vread(self, resource_type: str, id: str, version: str) -> StoredVersion:
+        self.check_type(resource_type)
+        if not version.isdigit():
+            raise NotFound(f"{resource_type}/{id} has no version {version!r}")
+        stored = await self.repo.vread(resource_type, id, int(version))
+        if stored is None:
+            raise NotFound(f"{resource_type}/{id} has no version {version}")
+        if stored.deleted:
+            raise Gone(f"version {version} of {resource_type}/{id} is a deletion")
+        return stored
+
+    async def update(
+        self, resource_type: str, id: str, body: bytes, if_match: str | None = None
+    ) -> WriteOutcome:
+        """``PUT /Type/id``: update, or create with the client's id when it does not exist."""
+        self.check_type(resource_type)
+        check_id(id, expression="id")
+        resource = parse_resource(body)
+        if "id" not in resource:
+            raise InvalidRequest("the resource in an update must have an id", expression=f"{resource_type}.id")
+        if resource["id"] != id:
+            raise InvalidRequest(
+                f"the resource id {resource['id']!r} does not match the URL id {id!r}",
+                expression=f"{resource_type}.id",
+            )
+        op = self._prepare(resource_type, resource)
+        op.id = id
+        op.if_match = parse_etag(if_match) if if_match else None
+        return await self._write_one(op)
+
+    async def conditional_update(
+        self, resource_type: str, query_string: str, body: bytes, if_match: str | None = None
+    ) -> WriteOutcome:
+        """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412."""
+        self.check_type(resource_type)
+        resource = parse_resource(body)
+        if "id" in resource:
+            check_id(str(resource["id"]), expression=f"{resource_type}.id")
+        op = self._prepare(resource_type, resource)
+        op.match = self.criteria(resource_type, query_string)
+        op.create_id = new_id()
+        op.if_match = parse_etag(if_match) if if_match else None
+        return await self._write_one(op)
+
+    async def patch(
+        self,
+        resource_type: str,
+        id: str | None,
+        patch: PatchBody,
+        *,
+        query_string: str | None = None,
+        if_match: str | None = None,
+    ) -> WriteOutcome:
+        """``PATCH /Type/id`` (or ``?criteria``): JSON Patch or FHIRPath Patch, then a validated update that
+        applies only to the version the patch was computed from (no lost update)."""
+        self.check_type(resource_type)
+        if id is None:
+            matches = await self.repo.find(self.criteria(resource_type, query_string or ""), limit=2)
+            if not matches:
+                raise NotFound(f"no {resource_type} matches {query_string}")
+            if len(matches) > 1:
+                raise PreconditionFailed(f"conditional patch criteria matched {len(matches)} resources")
+            id = matches[0]
+        current = await self.read(resource_type, id)
+        expected = parse_etag(if_match) if if_match else None
+        if expected is not None and expected != current.version:
+            raise PreconditionFailed(
+                f'If-Match W/"{expected}" does not match the current version {current.version}',
+                expression="If-Match",
+            )
+        assert current.body is not None
+        resource = jsonio.loads(current.body)
+        patched = self._apply_patch(resource, patch)
+        if patched.get("resourceType") != resource_type or patched.get("id") != id:
+            raise InvalidRequest("a patch may not change the resource type or id")
+        op = self._prepare(resource_type, patched)
+        op.id = id
+        op.if_match = current.version
+        return await self._write_one(op)
+
+    def _apply_patch(self, resource: dict[str, Any], patch: PatchBody) -> dict[str, Any]:
+        ctype = patch.content_type
+        if ctype == JSON_PATCH:
+            return patching.apply_json_patch(resource, parse_json(patch.body))
+        if ctype in ("application/fhir+json", "application/json", "application/json+fhir"):
+            parameters = parse_resource(patch.body)
+            if parameters.get("resourceType") != "Parameters":
+                raise InvalidRequest(
+                    "a FHIRPath Patch body must be a Parameters resource", expression="resourceType"
+                )
+            return patching.apply_fhirpath_patch(resource, parameters)
+        raise UnsupportedMediaType(
+            f"PATCH accepts {JSON_PATCH} (JSON Patch) or application/fhir+json (FHIRPath Patch), not {ctype!r}"
+        )
+
+    async def delete(self, resource_type: str, id: str, if_match: str | None = None) -> WriteOutcome:
+        self.check_type(resource_type)
+        op = WriteOp("delete", resource_type, id=id, if_match=parse_etag(if_match) if if_match else None)
+        return await self._write_one(op)
+
+    async def conditional_delete(self, resource_type: str, query_string: str) -> WriteOutcome:
+        self.check_type(resource_type)
+        op = WriteOp("delete", resource_type, match=self.criteria(resource_type, query_string))
+        return await self._write_one(op)
+
+
+def _with_id(resource: dict[str, Any], id: str) -> dict[str, Any]:
+    """The resource with ``id`` set, placed right after ``resourceType`` (any client id is replaced)."""
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        if key == "id":
+            continue
+        out[key] = value
+        if key == "resourceType":
+            out["id"] = id
+    return out

@@ -1,0 +1,47 @@
+"""All configuration: one pydantic-settings class, ``FHIR_`` prefix, nested groups separated by ``__``.
+
+Examples: ``FHIR_STORAGE__BACKEND=sqlite``, ``FHIR_SERVER__PORT=8080``, ``FHIR_DATA_DIR=/var/lib/infirmary``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    base_url: str | None = Field(
+        None, description="Public base URL of the FHIR API (e.g. https://fhir.example.org/fhir); derived from the request when unset"
+    )
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["sqlite"] = "sqlite"
+    sqlite_path: Path | None = Field(None, description="SQLite file; default <data_dir>/infirmary.db")
+    sqlite_busy_timeout_ms: int = 10_000
+    write_batch_max: int = Field(256, ge=1, description="most write requests grouped into one commit")
+
+
+class PagingSettings(BaseModel):
+    default_count: int = Field(50, ge=1)
+    max_count: int = Field(1000, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    log_level: str = "info"
+    demo: bool = Field(False, description="load the demo data set at start when the store is empty")
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    paging: PagingSettings = PagingSettings()
+
+    def sqlite_file(self) -> Path:
+        return self.storage.sqlite_path or self.data_dir / "infirmary.db"

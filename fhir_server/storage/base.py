@@ -1,0 +1,141 @@
+"""The repository interface every storage backend implements.
+
+Reads are plain look-ups.  Every write goes through :meth:`Repository.write`, which applies a list of
+:class:`WriteOp` atomically: all of them commit, or none.  Conditional interactions and version checks are data
+on the op (``if_none_exist``, ``match``, ``if_match``); the rules that decide what a conditional op does once the
+backend has found the matches live once, in :mod:`fhir_server.storage.preconditions`, and every backend calls them
+inside its transaction, so a check and the write it guards can never be separated by another writer.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fhir_server.search.model import SearchQuery
+
+Method = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of a resource as stored: the JSON body includes ``meta.versionId`` and ``meta.lastUpdated``."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: str  # FHIR instant, UTC, fixed width (sorts as text)
+    method: Method
+    body: bytes | None  # None for a delete
+
+    @property
+    def deleted(self) -> bool:
+        return self.method == "delete"
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    param: str
+    system: str | None
+    code: str | None
+
+
+@dataclass
+class IndexEntries:
+    """Typed search index entries extracted from a resource at write time."""
+
+    tokens: list[TokenEntry] = field(default_factory=list)
+
+
+@dataclass
+class WriteOp:
+    """One planned write.
+
+    * ``create``: ``id`` is the server-assigned id; with ``if_none_exist`` the op becomes a no-op that reports the
+      single existing match (several matches → 412).
+    * ``update``: either ``id`` or ``match`` (conditional update) is set; ``if_match`` is the expected current version.
+      ``create_id`` is the id to use when a conditional update matches nothing and the body carries no id.
+    * ``delete``: either ``id`` or ``match`` (conditional delete).
+    """
+
+    method: Method
+    resource_type: str
+    id: str | None = None
+    resource: dict[str, Any] | None = None
+    index: IndexEntries | None = None
+    if_match: int | None = None
+    if_none_exist: SearchQuery | None = None
+    match: SearchQuery | None = None
+    create_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What one op did: ``status`` is the HTTP status it maps to (200 updated/existing, 201 created, 204 deleted)."""
+
+    status: int
+    resource_type: str
+    id: str | None
+    version: StoredVersion | None  # the new (or, for a matched if-none-exist create, the existing) version
+    created: bool = False
+    noop: bool = False  # nothing was written (existing match, delete of nothing)
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    resource_type: str | None = None
+    id: str | None = None
+    since: str | None = None  # instant lower bound, inclusive
+    at_start: str | None = None  # versions current at some moment of [at_start, at_end)
+    at_end: str | None = None
+    count: int = 50
+    before_seq: int | None = None  # paging cursor: versions with seq < before_seq (newest first)
+    after_seq: int | None = None  # paging cursor backwards: versions with seq > after_seq
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    seq: int
+    version: StoredVersion
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    total: int
+    has_newer: bool
+    has_older: bool
+
+
+class Repository(abc.ABC):
+    """Storage primitives; everything above them is backend-independent."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def read(self, resource_type: str, id: str) -> StoredVersion | None:
+        """The current version (a delete version when deleted), or None if the resource never existed."""
+
+    @abc.abstractmethod
+    async def vread(self, resource_type: str, id: str, version: int) -> StoredVersion | None: ...
+
+    @abc.abstractmethod
+    async def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+    @abc.abstractmethod
+    async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
+        """Ids of current, non-deleted resources matching the query (at most ``limit``)."""
+
+    @abc.abstractmethod
+    async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        """Apply all ops atomically, in order, and durably commit them before returning."""
+
+    @abc.abstractmethod
+    async def count(self, resource_type: str | None = None) -> int:
+        """Number of current, non-deleted resources (of one type)."""

@@ -1,0 +1,139 @@
+"""Apply write ops inside an open SQLite transaction (runs on the writer thread)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from fhir_server import jsonio
+from fhir_server.errors import Conflict, InvalidRequest
+from fhir_server.search.model import SearchQuery
+from fhir_server.storage import preconditions
+from fhir_server.storage._meta import MonotonicClock, with_meta
+from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
+from fhir_server.storage.sqlite._query import compile_find
+
+_CURRENT = """
+SELECT r.rid, r.version, v.method, v.last_updated, v.body
+FROM resources r JOIN versions v ON v.seq = r.current_seq
+WHERE r.type = ? AND r.id = ?
+"""
+
+
+class _Current:
+    __slots__ = ("rid", "stored")
+
+    def __init__(self, rid: int, stored: StoredVersion) -> None:
+        self.rid = rid
+        self.stored = stored
+
+
+def find_ids(conn: sqlite3.Connection, query: SearchQuery, limit: int) -> list[str]:
+    sql, args = compile_find(query, limit)
+    return [row[0] for row in conn.execute(sql, args)]
+
+
+def _current(conn: sqlite3.Connection, resource_type: str, id: str) -> _Current | None:
+    row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
+    if row is None:
+        return None
+    rid, version, method, last_updated, body = row
+    return _Current(rid, StoredVersion(resource_type, id, version, last_updated, method, body))
+
+
+class TxWriter:
+    """Writes versions and index entries; one per writer connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.clock = MonotonicClock()
+
+    def apply(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        return [self._apply_one(op) for op in ops]
+
+    def _apply_one(self, op: WriteOp) -> WriteOutcome:
+        if op.method == "create":
+            return self._create(op)
+        if op.method == "update":
+            return self._update(op)
+        return self._delete(op)
+
+    def _create(self, op: WriteOp) -> WriteOutcome:
+        if op.if_none_exist is not None:
+            existing_id = preconditions.create_target(op, find_ids(self.conn, op.if_none_exist, 2))
+            if existing_id is not None:
+                current = _current(self.conn, op.resource_type, existing_id)
+                assert current is not None
+                return WriteOutcome(200, op.resource_type, existing_id, current.stored, noop=True)
+        assert op.id is not None and op.resource is not None
+        current = _current(self.conn, op.resource_type, op.id)
+        if current is not None:
+            raise Conflict(f"{op.resource_type}/{op.id} already exists")
+        stored = self._write(op, op.id, None, op.resource, op.index)
+        return WriteOutcome(201, op.resource_type, op.id, stored, created=True)
+
+    def _update(self, op: WriteOp) -> WriteOutcome:
+        id = op.id
+        if op.match is not None:
+            id = preconditions.update_target(op, find_ids(self.conn, op.match, 2))
+        if id is None or op.resource is None:
+            raise InvalidRequest("update needs an id or search criteria and a resource")
+        current = _current(self.conn, op.resource_type, id)
+        op.id = id
+        preconditions.check_version(op, current.stored if current else None)
+        created = current is None or current.stored.deleted
+        resource = op.resource if op.resource.get("id") == id else {**op.resource, "id": id}
+        stored = self._write(op, id, current, resource, op.index)
+        return WriteOutcome(201 if created else 200, op.resource_type, id, stored, created=created)
+
+    def _delete(self, op: WriteOp) -> WriteOutcome:
+        id = op.id
+        if op.match is not None:
+            id = preconditions.delete_target(op, find_ids(self.conn, op.match, 2))
+            if id is None:
+                return WriteOutcome(204, op.resource_type, None, None, noop=True)
+        assert id is not None
+        current = _current(self.conn, op.resource_type, id)
+        op.id = id
+        preconditions.check_version(op, current.stored if current else None)
+        if current is None or current.stored.deleted:
+            return WriteOutcome(204, op.resource_type, id, current.stored if current else None, noop=True)
+        stored = self._write(op, id, current, None, None)
+        return WriteOutcome(204, op.resource_type, id, stored)
+
+    def _write(
+        self,
+        op: WriteOp,
+        id: str,
+        current: _Current | None,
+        resource: dict[str, object] | None,
+        index: IndexEntries | None,
+    ) -> StoredVersion:
+        conn = self.conn
+        version = current.stored.version + 1 if current else 1
+        last_updated = self.clock.now()
+        method: Method = "delete" if resource is None else op.method
+        body = None if resource is None else jsonio.dumps(with_meta(resource, version, last_updated))
+        if current is None:
+            rid = conn.execute(
+                "INSERT INTO resources (type, id, version, deleted, current_seq) VALUES (?, ?, ?, ?, 0)",
+                (op.resource_type, id, version, 0),
+            ).lastrowid
+        else:
+            rid = current.rid
+        seq = conn.execute(
+            "INSERT INTO versions (rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?)",
+            (rid, op.resource_type, version, last_updated, method, body),
+        ).lastrowid
+        conn.execute(
+            "UPDATE resources SET version = ?, deleted = ?, current_seq = ? WHERE rid = ?",
+            (version, 1 if resource is None else 0, seq, rid),
+        )
+        if current is not None:
+            conn.execute("DELETE FROM idx_token WHERE rid = ?", (rid,))
+        if index is not None and index.tokens:
+            conn.executemany(
+                "INSERT INTO idx_token (rid, param, system, code) VALUES (?, ?, ?, ?)",
+                [(rid, t.param, t.system, t.code) for t in index.tokens],
+            )
+        return StoredVersion(op.resource_type, id, version, last_updated, method, body)

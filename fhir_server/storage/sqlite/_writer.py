@@ -1,0 +1,143 @@
+"""The single writer thread: group commit of concurrent write requests.
+
+Every write request (a list of ops that must be atomic) is queued.  The writer takes whatever is waiting (up to
+``batch_max`` requests), runs each in its own SAVEPOINT inside one ``BEGIN IMMEDIATE`` transaction and commits
+once, so one fsync covers many requests.  A request that fails rolls back to its savepoint and does not disturb
+the others; if the commit itself fails, every request of the batch fails.  Only after the commit are the waiting
+coroutines told their outcome, so "200 OK" always means "durably on disk".  ``BEGIN IMMEDIATE`` also serialises
+writers of other processes on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fhir_server.errors import FhirError, InternalError, ServiceUnavailable
+from fhir_server.storage.base import WriteOp, WriteOutcome
+from fhir_server.storage.sqlite._schema import connect
+from fhir_server.storage.sqlite._tx import TxWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    ops: Sequence[WriteOp]
+    future: asyncio.Future[list[WriteOutcome]]
+    loop: asyncio.AbstractEventLoop
+    result: list[WriteOutcome] | None = None
+    error: BaseException | None = None
+
+
+def _deliver(job: _Job) -> None:
+    if job.future.done():
+        return
+    if job.error is not None:
+        job.future.set_exception(job.error)
+    else:
+        assert job.result is not None
+        job.future.set_result(job.result)
+
+
+class Writer:
+    def __init__(self, path: Path, busy_timeout_ms: int, batch_max: int) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    async def submit(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        if not self._thread.is_alive():
+            raise ServiceUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        job = _Job(ops, loop.create_future(), loop)
+        self._queue.put(job)
+        return await job.future
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self._path, self._busy_timeout_ms)
+        except BaseException as exc:  # reported to start()
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        tx = TxWriter(conn)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._batch_max:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._commit(conn, tx, batch)
+                for job in batch:
+                    try:
+                        job.loop.call_soon_threadsafe(_deliver, job)
+                    except RuntimeError:  # the caller's event loop has closed
+                        log.warning("a write finished after its caller's event loop closed")
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, tx: TxWriter, batch: list[_Job]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.error("could not start a write transaction: %s", exc)
+            for job in batch:
+                job.error = ServiceUnavailable("the store is busy or unavailable; retry later")
+            return
+        for job in batch:
+            conn.execute("SAVEPOINT request")
+            try:
+                job.result = tx.apply(job.ops)
+                conn.execute("RELEASE request")
+            except BaseException as exc:
+                conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
+                if isinstance(exc, FhirError):
+                    job.error = exc
+                else:
+                    log.exception("write failed")
+                    job.error = InternalError("the write failed; nothing was stored")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed: %s", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in batch:
+                job.result = None
+                job.error = InternalError("the commit failed; nothing was stored")
