@@ -16,7 +16,10 @@ from fhir_server.api import rest
 from fhir_server.api.context import FhirContext
 from fhir_server.definitions import load_definitions
 from fhir_server.services.history import Paging
+from fhir_server.indexing.extract import Indexer
+from fhir_server.search.registry import SearchRegistry
 from fhir_server.services.resources import ResourceService
+from fhir_server.services.search import SearchService
 from fhir_server.services.validate import Validator
 from fhir_server.settings import Settings
 from fhir_server.storage._meta import format_instant
@@ -39,12 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     defs = load_definitions()
     repo = build_repository(settings)
+    base_urls = (settings.server.base_url,) if settings.server.base_url else ()
+    indexer = Indexer.from_definitions(defs, base_urls)
+    registry = SearchRegistry(indexer, defs.resource_types)
+    paging = Paging(settings.paging.default_count, settings.paging.max_count)
     context = FhirContext(
         settings=settings,
         defs=defs,
         repo=repo,
-        resources=ResourceService(repo, defs, Validator(defs)),
-        paging=Paging(settings.paging.default_count, settings.paging.max_count),
+        resources=ResourceService(repo, defs, Validator(defs), indexer, registry, base_urls),
+        search=SearchService(repo, registry, defs, paging),
+        paging=paging,
         started=format_instant(time.time()),
     )
 

@@ -54,6 +54,15 @@ def prefer_return(request: Request) -> str:
     return "representation"
 
 
+def prefer_handling(request: Request) -> str:
+    """``Prefer: handling=strict|lenient`` (lenient by default)."""
+    for part in request.headers.get("prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "handling" and value.strip().strip('"') in ("strict", "lenient"):
+            return value.strip().strip('"')
+    return "lenient"
+
+
 def write_response(
     request: Request, fmt: Format, outcome: WriteOutcome, base: str, action: str
 ) -> Response:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from fhir_server.definitions import Definitions
 from fhir_server.services.history import Paging
 from fhir_server.services.resources import ResourceService
+from fhir_server.services.search import SearchService
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Repository
 
@@ -19,6 +20,7 @@ class FhirContext:
     defs: Definitions
     repo: Repository
     resources: ResourceService
+    search: SearchService
     paging: Paging
     started: str
 

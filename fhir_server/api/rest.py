@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,8 +11,14 @@ from starlette.responses import Response
 from fhir_server import jsonio
 from fhir_server.api import _http
 from fhir_server.api.context import ctx
-from fhir_server.api.negotiation import Format, fhir_response, negotiate, request_media_type, require_json_body
-from fhir_server.errors import MethodNotAllowed, NotSupported
+from fhir_server.api.negotiation import (
+    Format,
+    fhir_response,
+    negotiate,
+    request_media_type,
+    require_json_body,
+)
+from fhir_server.errors import MethodNotAllowed, NotSupported, UnsupportedMediaType
 from fhir_server.services import history as history_service
 from fhir_server.services import subsetting
 from fhir_server.services.capabilities import capability_statement
@@ -57,6 +65,61 @@ async def _history(request: Request, resource_type: str | None, id: str | None) 
     page = await history_service.history(c.repo, query)
     path = "/".join(p for p in ("" if resource_type is None else resource_type, id or "", "_history") if p)
     return fhir_response(history_service.history_bundle(c.base_url(request), path, qs, query, page), fmt)
+
+
+@router.get("/{compartment}/{id}/{resource_type}")
+async def search_compartment(request: Request, compartment: str, id: str, resource_type: str) -> Response:
+    c = ctx(request)
+    c.resources.check_type(resource_type)
+    return await _search(request, resource_type, list(request.query_params.multi_items()),
+                         compartment=(compartment, id))
+
+
+@router.get("/{resource_type}")
+async def search_type(request: Request, resource_type: str) -> Response:
+    ctx(request).resources.check_type(resource_type)
+    return await _search(request, resource_type, list(request.query_params.multi_items()))
+
+
+@router.post("/{resource_type}/_search")
+async def search_type_post(request: Request, resource_type: str) -> Response:
+    ctx(request).resources.check_type(resource_type)
+    return await _search(request, resource_type, await _form_params(request))
+
+
+@router.get("")
+@router.get("/")
+async def search_system(request: Request) -> Response:
+    return await _search(request, None, list(request.query_params.multi_items()))
+
+
+@router.post("/_search")
+async def search_system_post(request: Request) -> Response:
+    return await _search(request, None, await _form_params(request))
+
+
+async def _form_params(request: Request) -> list[tuple[str, str]]:
+    media = request_media_type(request)
+    if media not in (None, "application/x-www-form-urlencoded"):
+        raise UnsupportedMediaType("_search takes application/x-www-form-urlencoded parameters",
+                                   expression="Content-Type")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return [*request.query_params.multi_items(), *parse_qsl(body, keep_blank_values=True)]
+
+
+async def _search(
+    request: Request,
+    resource_type: str | None,
+    params: list[tuple[str, str]],
+    compartment: tuple[str, str] | None = None,
+) -> Response:
+    fmt = negotiate(request)
+    c = ctx(request)
+    strict = _http.prefer_handling(request) == "strict"
+    params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    bundle = await c.search.search(resource_type, params, base_url=c.base_url(request), strict=strict,
+                                   compartment=compartment)
+    return fhir_response(bundle, fmt)
 
 
 @router.get("/{resource_type}/{id}/_history/{version}")
@@ -156,20 +219,9 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-@router.get("/{resource_type}")
-async def search_type(request: Request, resource_type: str) -> Response:
-    ctx(request).resources.check_type(resource_type)
-    raise NotSupported("search is not implemented yet on this server (see the CapabilityStatement)")
-
-
 @router.post("")
 @router.post("/")
 async def batch_or_transaction(request: Request) -> Response:
     raise NotSupported("batch and transaction Bundles are not implemented yet on this server")
 
-
-@router.get("")
-@router.get("/")
-async def search_system(request: Request) -> Response:
-    raise NotSupported("system-level search is not implemented yet on this server")
 

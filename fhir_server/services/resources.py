@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,12 @@ from fhir_server.errors import (
     UnsupportedMediaType,
     issues_error,
 )
-from fhir_server.indexing.tokens import TokenIndexer
+from fhir_server.indexing.entries import IndexEntries
+from fhir_server.indexing.extract import Indexer, canonicalise
+from fhir_server.indexing.fulltext import content_text, narrative_text
 from fhir_server.search.model import SearchQuery
 from fhir_server.search.parse import parse_criteria
+from fhir_server.search.registry import SearchRegistry
 from fhir_server.services import patch as patching
 from fhir_server.services._body import check_id, parse_json, parse_resource
 from fhir_server.services.validate import Validator
@@ -55,11 +59,21 @@ class PatchBody:
 
 
 class ResourceService:
-    def __init__(self, repo: Repository, defs: Definitions, validator: Validator) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        defs: Definitions,
+        validator: Validator,
+        indexer: Indexer,
+        registry: SearchRegistry,
+        base_urls: Sequence[str] = (),
+    ) -> None:
         self.repo = repo
         self.defs = defs
         self.validator = validator
-        self.tokens = TokenIndexer(defs.search_parameters, defs.resource_types)
+        self.indexer = indexer
+        self.registry = registry
+        self.base_urls = tuple(base_urls)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -68,7 +82,7 @@ class ResourceService:
             raise NotFound(f"{resource_type!r} is not a FHIR R4 resource type", expression=resource_type)
 
     def criteria(self, resource_type: str, query_string: str) -> SearchQuery:
-        return parse_criteria(resource_type, query_string, self.tokens.supports)
+        return parse_criteria(resource_type, query_string, self.registry, self.base_urls, canonicalise)
 
     def _prepare(self, resource_type: str, resource: dict[str, Any]) -> WriteOp:
         """Validate a resource for writing and build its op (method and id are filled in by the caller)."""
@@ -80,7 +94,13 @@ class ResourceService:
         issues = self.validator.validate(resource)
         if any(i.severity in ("error", "fatal") for i in issues):
             raise issues_error(issues)
-        return WriteOp("update", resource_type, resource=resource, index=self.tokens.extract(resource))
+        return WriteOp("update", resource_type, resource=resource, index=self.index(resource))
+
+    def index(self, resource: dict[str, Any]) -> IndexEntries:
+        entries = self.indexer.extract(resource)
+        entries.narrative = narrative_text(resource)
+        entries.content = content_text(resource)
+        return entries
 
     async def _write_one(self, op: WriteOp) -> WriteOutcome:
         (outcome,) = await self.repo.write([op])

@@ -16,6 +16,11 @@ def normalise_instant(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def epoch_of(instant: str) -> float:
+    """A fixed-width UTC instant written by :func:`format_instant` → epoch seconds."""
+    return datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
 class MonotonicClock:
     """Wall-clock instants that never go backwards within one writer."""
 

@@ -11,10 +11,27 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from fhir_server.indexing.entries import IndexEntries, TokenEntry
 from fhir_server.search.model import SearchQuery
+
+__all__ = [
+    "HistoryEntry",
+    "HistoryPage",
+    "HistoryQuery",
+    "IncludeSpec",
+    "IndexEntries",
+    "Method",
+    "Repository",
+    "SearchPage",
+    "SearchRequest",
+    "StoredVersion",
+    "TokenEntry",
+    "WriteOp",
+    "WriteOutcome",
+]
 
 Method = Literal["create", "update", "delete"]
 
@@ -33,20 +50,6 @@ class StoredVersion:
     @property
     def deleted(self) -> bool:
         return self.method == "delete"
-
-
-@dataclass(frozen=True)
-class TokenEntry:
-    param: str
-    system: str | None
-    code: str | None
-
-
-@dataclass
-class IndexEntries:
-    """Typed search index entries extracted from a resource at write time."""
-
-    tokens: list[TokenEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +112,35 @@ class HistoryPage:
     has_older: bool
 
 
+@dataclass(frozen=True)
+class IncludeSpec:
+    """One resolved ``_include``/``_revinclude``: the source type and the reference parameter codes."""
+
+    source_type: str
+    params: tuple[str, ...]
+    target_type: str | None = None
+    reverse: bool = False
+    iterate: bool = False
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: SearchQuery
+    count: int
+    cursor: str | None = None  # an opaque cursor this backend issued (next/previous page)
+    total: bool = True  # count all matches
+    includes: tuple[IncludeSpec, ...] = ()
+
+
+@dataclass
+class SearchPage:
+    matches: list[StoredVersion]
+    included: list[StoredVersion]
+    total: int | None
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
 class Repository(abc.ABC):
     """Storage primitives; everything above them is backend-independent."""
 
@@ -131,6 +163,13 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
         """Ids of current, non-deleted resources matching the query (at most ``limit``)."""
+
+    @abc.abstractmethod
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """One page of matches (current, non-deleted versions), in the query's sort order, with includes."""
+
+    @abc.abstractmethod
+    async def count_matches(self, query: SearchQuery) -> int: ...
 
     @abc.abstractmethod
     async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:

@@ -83,9 +83,12 @@ async def test_conditional_create(client: httpx.AsyncClient) -> None:
                       headers=FHIR)
     many = await client.post("/Patient", content=body(p), headers={**FHIR, "If-None-Exist": "identifier=DUP"})
     assert many.status_code == 412
-    unknown = await client.post("/Patient", content=body(p), headers={**FHIR, "If-None-Exist": "family=Ng"})
+    # any search works as criteria now; an unknown parameter is an error naming it, never ignored
+    by_name = await client.post("/Patient", content=body(p), headers={**FHIR, "If-None-Exist": "family=Ng"})
+    assert by_name.status_code == 412
+    unknown = await client.post("/Patient", content=body(p), headers={**FHIR, "If-None-Exist": "bogus=1"})
     assert unknown.status_code == 400
-    assert unknown.json()["issue"][0]["expression"] == ["family"]
+    assert unknown.json()["issue"][0]["expression"] == ["bogus"]
 
 
 async def test_conditional_update(client: httpx.AsyncClient) -> None:

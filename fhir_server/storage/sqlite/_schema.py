@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -18,8 +18,10 @@ CREATE TABLE IF NOT EXISTS resources (
     version INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
     current_seq INTEGER NOT NULL,
+    lu REAL NOT NULL DEFAULT 0,  -- meta.lastUpdated of the current version, epoch seconds (for _lastUpdated)
     UNIQUE (type, id)
 );
+CREATE INDEX IF NOT EXISTS resources_by_lu ON resources (type, lu);
 
 -- every version ever written, in commit order (seq), body NULL for a delete
 CREATE TABLE IF NOT EXISTS versions (
@@ -35,15 +37,71 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type, seq);
 CREATE INDEX IF NOT EXISTS versions_by_time ON versions (last_updated);
 
--- token search index of current versions
-CREATE TABLE IF NOT EXISTS idx_token (
-    rid INTEGER NOT NULL,
-    param TEXT NOT NULL,
-    system TEXT,
-    code TEXT
+-- search parameters by (resource type, code); index rows refer to them by a small integer
+CREATE TABLE IF NOT EXISTS search_params (
+    pid INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    code TEXT NOT NULL,
+    UNIQUE (type, code)
 );
-CREATE INDEX IF NOT EXISTS idx_token_lookup ON idx_token (param, code, system);
+
+-- typed search index of current, non-deleted versions. Absent strings are '' (primary keys are NOT NULL),
+-- grp ties the components of one composite element together (0 elsewhere)
+CREATE TABLE IF NOT EXISTS idx_string (
+    pid INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+    PRIMARY KEY (pid, norm, exact, rid, grp)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_string_rid ON idx_string (rid);
+
+CREATE TABLE IF NOT EXISTS idx_token (
+    pid INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+    text TEXT NOT NULL, type_system TEXT NOT NULL, type_code TEXT NOT NULL,
+    PRIMARY KEY (pid, code, system, rid, grp, text, type_system, type_code)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_token_rid ON idx_token (rid);
+
+CREATE TABLE IF NOT EXISTS idx_date (
+    pid INTEGER NOT NULL, low REAL NOT NULL, high REAL NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+    PRIMARY KEY (pid, low, high, rid, grp)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid);
+CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (pid, high);
+
+CREATE TABLE IF NOT EXISTS idx_number (
+    pid INTEGER NOT NULL, value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    PRIMARY KEY (pid, value, low, high, rid, grp)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid);
+
+CREATE TABLE IF NOT EXISTS idx_quantity (
+    pid INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL, value REAL NOT NULL, low REAL NOT NULL,
+    high REAL NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL, unit TEXT NOT NULL,
+    ccode TEXT NOT NULL, cvalue REAL, clow REAL, chigh REAL,
+    PRIMARY KEY (pid, code, system, value, low, high, rid, grp, unit)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_quantity_rid ON idx_quantity (rid);
+CREATE INDEX IF NOT EXISTS idx_quantity_canonical ON idx_quantity (pid, ccode, cvalue);
+
+CREATE TABLE IF NOT EXISTS idx_reference (
+    pid INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+    version TEXT NOT NULL, url TEXT NOT NULL, ident_system TEXT NOT NULL, ident_value TEXT NOT NULL,
+    PRIMARY KEY (pid, type, id, rid, grp, version, url, ident_system, ident_value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid);
+CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url);
+CREATE INDEX IF NOT EXISTS idx_reference_ident ON idx_reference (pid, ident_value);
+
+CREATE TABLE IF NOT EXISTS idx_uri (
+    pid INTEGER NOT NULL, uri TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+    PRIMARY KEY (pid, uri, rid, grp)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid);
+
+-- full-text search (_text: narrative, _content: every string), rowid = resources.rid
+CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5 (
+    text, content, tokenize = 'unicode61 remove_diacritics 2'
+);
 """
 
 
@@ -61,10 +119,8 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 
 
 def initialise(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)  # every statement is idempotent (IF NOT EXISTS)
     conn.execute("BEGIN IMMEDIATE")
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
     row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

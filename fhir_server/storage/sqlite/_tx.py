@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 from fhir_server import jsonio
 from fhir_server.errors import Conflict, InvalidRequest
-from fhir_server.search.model import SearchQuery
 from fhir_server.storage import preconditions
-from fhir_server.storage._meta import MonotonicClock, with_meta
+from fhir_server.search.model import SearchQuery
+from fhir_server.storage._meta import MonotonicClock, epoch_of, with_meta
 from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
-from fhir_server.storage.sqlite._query import compile_find
+from fhir_server.storage.sqlite._index_rows import ParamIds, delete_rows, write_rows
+from fhir_server.storage.sqlite._search_exec import find_ids
 
 _CURRENT = """
 SELECT r.rid, r.version, v.method, v.last_updated, v.body
@@ -28,11 +29,6 @@ class _Current:
         self.stored = stored
 
 
-def find_ids(conn: sqlite3.Connection, query: SearchQuery, limit: int) -> list[str]:
-    sql, args = compile_find(query, limit)
-    return [row[0] for row in conn.execute(sql, args)]
-
-
 def _current(conn: sqlite3.Connection, resource_type: str, id: str) -> _Current | None:
     row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
     if row is None:
@@ -44,9 +40,13 @@ def _current(conn: sqlite3.Connection, resource_type: str, id: str) -> _Current 
 class TxWriter:
     """Writes versions and index entries; one per writer connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
         self.conn = conn
+        self.ids = ids
         self.clock = MonotonicClock()
+
+    def _find(self, query: SearchQuery) -> list[str]:
+        return find_ids(self.conn, self.ids, query, 2)
 
     def apply(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
         return [self._apply_one(op) for op in ops]
@@ -60,7 +60,7 @@ class TxWriter:
 
     def _create(self, op: WriteOp) -> WriteOutcome:
         if op.if_none_exist is not None:
-            existing_id = preconditions.create_target(op, find_ids(self.conn, op.if_none_exist, 2))
+            existing_id = preconditions.create_target(op, self._find(op.if_none_exist))
             if existing_id is not None:
                 current = _current(self.conn, op.resource_type, existing_id)
                 assert current is not None
@@ -75,7 +75,7 @@ class TxWriter:
     def _update(self, op: WriteOp) -> WriteOutcome:
         id = op.id
         if op.match is not None:
-            id = preconditions.update_target(op, find_ids(self.conn, op.match, 2))
+            id = preconditions.update_target(op, self._find(op.match))
         if id is None or op.resource is None:
             raise InvalidRequest("update needs an id or search criteria and a resource")
         current = _current(self.conn, op.resource_type, id)
@@ -89,7 +89,7 @@ class TxWriter:
     def _delete(self, op: WriteOp) -> WriteOutcome:
         id = op.id
         if op.match is not None:
-            id = preconditions.delete_target(op, find_ids(self.conn, op.match, 2))
+            id = preconditions.delete_target(op, self._find(op.match))
             if id is None:
                 return WriteOutcome(204, op.resource_type, None, None, noop=True)
         assert id is not None
@@ -115,10 +115,12 @@ class TxWriter:
         method: Method = "delete" if resource is None else op.method
         body = None if resource is None else jsonio.dumps(with_meta(resource, version, last_updated))
         if current is None:
-            rid = conn.execute(
+            new_rid = conn.execute(
                 "INSERT INTO resources (type, id, version, deleted, current_seq) VALUES (?, ?, ?, ?, 0)",
                 (op.resource_type, id, version, 0),
             ).lastrowid
+            assert new_rid is not None
+            rid = new_rid
         else:
             rid = current.rid
         seq = conn.execute(
@@ -126,14 +128,11 @@ class TxWriter:
             (rid, op.resource_type, version, last_updated, method, body),
         ).lastrowid
         conn.execute(
-            "UPDATE resources SET version = ?, deleted = ?, current_seq = ? WHERE rid = ?",
-            (version, 1 if resource is None else 0, seq, rid),
+            "UPDATE resources SET version = ?, deleted = ?, current_seq = ?, lu = ? WHERE rid = ?",
+            (version, 1 if resource is None else 0, seq, epoch_of(last_updated), rid),
         )
         if current is not None:
-            conn.execute("DELETE FROM idx_token WHERE rid = ?", (rid,))
-        if index is not None and index.tokens:
-            conn.executemany(
-                "INSERT INTO idx_token (rid, param, system, code) VALUES (?, ?, ?, ?)",
-                [(rid, t.param, t.system, t.code) for t in index.tokens],
-            )
+            delete_rows(conn, rid)
+        if index is not None and resource is not None:
+            write_rows(conn, self.ids, op.resource_type, rid, index)
         return StoredVersion(op.resource_type, id, version, last_updated, method, body)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fhir_server.errors import FhirError, InternalError, ServiceUnavailable
 from fhir_server.storage.base import WriteOp, WriteOutcome
+from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._schema import connect
 from fhir_server.storage.sqlite._tx import TxWriter
 
@@ -47,8 +48,9 @@ def _deliver(job: _Job) -> None:
 
 
 class Writer:
-    def __init__(self, path: Path, busy_timeout_ms: int, batch_max: int) -> None:
+    def __init__(self, path: Path, busy_timeout_ms: int, batch_max: int, ids: ParamIds) -> None:
         self._path = path
+        self._ids = ids
         self._busy_timeout_ms = busy_timeout_ms
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -83,7 +85,7 @@ class Writer:
             self._started.set()
             return
         self._started.set()
-        tx = TxWriter(conn)
+        tx = TxWriter(conn, self._ids)
         try:
             while True:
                 first = self._queue.get()
@@ -121,12 +123,14 @@ class Writer:
             return
         for job in batch:
             conn.execute("SAVEPOINT request")
+            mark = self._ids.mark()
             try:
                 job.result = tx.apply(job.ops)
                 conn.execute("RELEASE request")
             except BaseException as exc:
                 conn.execute("ROLLBACK TO request")
                 conn.execute("RELEASE request")
+                self._ids.rollback_to(mark)
                 if isinstance(exc, FhirError):
                     job.error = exc
                 else:
@@ -134,10 +138,12 @@ class Writer:
                     job.error = InternalError("the write failed; nothing was stored")
         try:
             conn.execute("COMMIT")
+            self._ids.committed()
         except sqlite3.Error as exc:
             log.error("commit failed: %s", exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._ids.rollback_to(0)
             for job in batch:
                 job.result = None
                 job.error = InternalError("the commit failed; nothing was stored")

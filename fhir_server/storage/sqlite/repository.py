@@ -23,12 +23,15 @@ from fhir_server.storage.base import (
     HistoryPage,
     HistoryQuery,
     Repository,
+    SearchPage,
+    SearchRequest,
     StoredVersion,
     WriteOp,
     WriteOutcome,
 )
 from fhir_server.storage.sqlite._schema import connect, initialise
-from fhir_server.storage.sqlite._tx import find_ids
+from fhir_server.storage.sqlite._index_rows import ParamIds
+from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
 from fhir_server.storage.sqlite._writer import Writer
 
 T = TypeVar("T")
@@ -49,7 +52,8 @@ class SQLiteRepository(Repository):
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, write_batch_max: int = 256) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer = Writer(path, busy_timeout_ms, write_batch_max)
+        self.ids = ParamIds()
+        self._writer = Writer(path, busy_timeout_ms, write_batch_max, self.ids)
         self._reader: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-query")
         self._local = threading.local()
@@ -61,6 +65,7 @@ class SQLiteRepository(Repository):
         setup = connect(self.path, self._busy_timeout_ms)
         try:
             initialise(setup)
+            self.ids.load(setup)
         finally:
             setup.close()
         self._writer.start()
@@ -109,7 +114,13 @@ class SQLiteRepository(Repository):
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
-        return await self._query(lambda conn: find_ids(conn, query, limit))
+        return await self._query(lambda conn: find_ids(conn, self.ids, query, limit))
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        return await self._query(lambda conn: search_page(conn, self.ids, request))
+
+    async def count_matches(self, query: SearchQuery) -> int:
+        return await self._query(lambda conn: count_matches(conn, self.ids, query))
 
     async def count(self, resource_type: str | None = None) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,160 @@
+"""Index entries → rows of the SQLite index tables, and the (type, code) → pid map."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from fhir_server.indexing.entries import (
+    DateEntry,
+    Entry,
+    IndexEntries,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+
+TABLES = ("idx_string", "idx_token", "idx_date", "idx_number", "idx_quantity", "idx_reference", "idx_uri")
+
+INSERT = {
+    "idx_string": "INSERT OR IGNORE INTO idx_string (pid, norm, exact, rid, grp) VALUES (?, ?, ?, ?, ?)",
+    "idx_token": "INSERT OR IGNORE INTO idx_token (pid, code, system, rid, grp, text, type_system, type_code) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_date": "INSERT OR IGNORE INTO idx_date (pid, low, high, rid, grp) VALUES (?, ?, ?, ?, ?)",
+    "idx_number": "INSERT OR IGNORE INTO idx_number (pid, value, low, high, rid, grp) VALUES (?, ?, ?, ?, ?, ?)",
+    "idx_quantity": "INSERT OR IGNORE INTO idx_quantity (pid, code, system, value, low, high, rid, grp, unit, "
+    "ccode, cvalue, clow, chigh) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_reference": "INSERT OR IGNORE INTO idx_reference (pid, type, id, rid, grp, version, url, ident_system, "
+    "ident_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_uri": "INSERT OR IGNORE INTO idx_uri (pid, uri, rid, grp) VALUES (?, ?, ?, ?)",
+}
+
+
+def component_code(code: str, index: int) -> str:
+    """The pseudo-parameter under which component ``index`` of a composite parameter is stored."""
+    return f"{code}${index}"
+
+
+class ParamIds:
+    """The (resource type, parameter code) → pid map, cached.
+
+    New pairs are inserted by the writer inside its transaction.  Until that transaction commits they are
+    *pending*: if the writer rolls back (a failed request's savepoint, or a failed commit) they are dropped from
+    the cache, since SQLite would hand the same pid to the next new pair.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], int] = {}
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute("SELECT type, code, pid FROM search_params").fetchall()
+        with self._lock:
+            self._ids.update({(t, c): p for t, c, p in rows})
+
+    def get(self, conn: sqlite3.Connection, resource_type: str, code: str) -> int | None:
+        """The pid, or None when no resource has ever been indexed for it (then nothing can match)."""
+        pid = self._ids.get((resource_type, code))
+        if pid is None:
+            row = conn.execute(
+                "SELECT pid FROM search_params WHERE type = ? AND code = ?", (resource_type, code)
+            ).fetchone()
+            if row is not None:
+                pid = int(row[0])
+                with self._lock:
+                    self._ids[(resource_type, code)] = pid
+        return pid
+
+    def ensure(self, conn: sqlite3.Connection, resource_type: str, code: str) -> int:
+        """The pid, created if needed (writer only, inside its transaction)."""
+        pid = self.get(conn, resource_type, code)
+        if pid is None:
+            cursor = conn.execute("INSERT INTO search_params (type, code) VALUES (?, ?)", (resource_type, code))
+            assert cursor.lastrowid is not None
+            pid = cursor.lastrowid
+            with self._lock:
+                self._ids[(resource_type, code)] = pid
+                self._pending.append((resource_type, code))
+        return pid
+
+    def mark(self) -> int:
+        return len(self._pending)
+
+    def rollback_to(self, mark: int) -> None:
+        with self._lock:
+            for key in self._pending[mark:]:
+                self._ids.pop(key, None)
+            del self._pending[mark:]
+
+    def committed(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+
+def _row(entry: Entry, pid: int, rid: int, grp: int) -> tuple[str, tuple[Any, ...]]:
+    match entry:
+        case StringEntry():
+            return "idx_string", (pid, entry.norm, entry.exact, rid, grp)
+        case TokenEntry():
+            return "idx_token", (pid, entry.code or "", entry.system or "", rid, grp, entry.text or "",
+                                 entry.type_system or "", entry.type_code or "")
+        case DateEntry():
+            return "idx_date", (pid, entry.low, entry.high, rid, grp)
+        case NumberEntry():
+            return "idx_number", (pid, entry.value, entry.low, entry.high, rid, grp)
+        case QuantityEntry():
+            return "idx_quantity", (pid, entry.code or "", entry.system or "", entry.value, entry.low, entry.high,
+                                    rid, grp, entry.unit or "", entry.canonical_code or "", entry.canonical_value,
+                                    entry.canonical_low, entry.canonical_high)
+        case ReferenceEntry():
+            return "idx_reference", (pid, entry.type or "", entry.id or "", rid, grp, entry.version or "",
+                                     entry.url or "", entry.identifier_system or "", entry.identifier_value or "")
+        case UriEntry():
+            return "idx_uri", (pid, entry.uri, rid, grp)
+    raise TypeError(f"not an index entry: {entry!r}")
+
+
+def _simple(entries: IndexEntries) -> Iterable[Entry]:
+    yield from entries.strings
+    yield from entries.tokens
+    yield from entries.dates
+    yield from entries.numbers
+    yield from entries.quantities
+    yield from entries.references
+    yield from entries.uris
+
+
+def write_rows(
+    conn: sqlite3.Connection, ids: ParamIds, resource_type: str, rid: int, entries: IndexEntries
+) -> None:
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for entry in _simple(entries):
+        table, row = _row(entry, ids.ensure(conn, resource_type, entry.param), rid, 0)
+        rows.setdefault(table, []).append(row)
+    for grp, composite in enumerate(entries.composites, start=1):
+        for index, component in enumerate(composite.components):
+            pid = ids.ensure(conn, resource_type, component_code(composite.param, index))
+            for entry in component:
+                table, row = _row(entry, pid, rid, grp)
+                rows.setdefault(table, []).append(row)
+        # the composite itself, so that :missing works on it
+        pid = ids.ensure(conn, resource_type, composite.param)
+        rows.setdefault("idx_token", []).append((pid, "", "", rid, grp, "", "", ""))
+    for table, table_rows in rows.items():
+        conn.executemany(INSERT[table], table_rows)
+    if entries.narrative or entries.content:
+        conn.execute("INSERT INTO fulltext (rowid, text, content) VALUES (?, ?, ?)",
+                     (rid, entries.narrative, entries.content))
+
+
+def delete_rows(conn: sqlite3.Connection, rid: int) -> None:
+    for table in TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
+    conn.execute("DELETE FROM fulltext WHERE rowid = ?", (rid,))
+
