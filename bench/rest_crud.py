@@ -151,7 +151,7 @@ def main() -> None:
                       f"p99 {s['p99']:6.2f} ms  non-2xx {s['non2xx']}  errors {s['errors']}", flush=True)
         db = data_dir / "infirmary.db"
         print(f"\nstore: {db.stat().st_size / 1e6:.1f} MB after the run")
-        print(f"\n| interaction | clients | workers | req/s | p50 ms | p99 ms | non-2xx |")
+        print("\n| interaction | clients | workers | req/s | p50 ms | p99 ms | non-2xx |")
         print("|---|---|---|---|---|---|---|")
         for name, connections, s in rows:
             print(f"| {name} | {connections} | {args.workers} | {s['rps']:.0f} | {s['p50']:.2f} | {s['p99']:.2f} "

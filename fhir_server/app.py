@@ -15,11 +15,14 @@ from fhir_server.api import errors as api_errors
 from fhir_server.api import rest
 from fhir_server.api.context import FhirContext
 from fhir_server.definitions import load_definitions
-from fhir_server.services.history import Paging
 from fhir_server.indexing.extract import Indexer
+from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.services.history import Paging
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
+from fhir_server.services.search_params import SearchParameters
+from fhir_server.services.search_params import check as check_search_parameter
 from fhir_server.services.validate import Validator
 from fhir_server.settings import Settings
 from fhir_server.storage._meta import format_instant
@@ -46,22 +49,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     indexer = Indexer.from_definitions(defs, base_urls)
     registry = SearchRegistry(indexer, defs.resource_types)
     paging = Paging(settings.paging.default_count, settings.paging.max_count)
+    runner = InProcessRunner()
+    resources = ResourceService(repo, defs, Validator(defs), indexer, registry, base_urls)
+    search_params = SearchParameters(repo, indexer, runner)
+    search_params.services = resources
+    resources.before_write["SearchParameter"] = check_search_parameter
+    resources.after_write.append(search_params.after_write)
     context = FhirContext(
         settings=settings,
         defs=defs,
         repo=repo,
-        resources=ResourceService(repo, defs, Validator(defs), indexer, registry, base_urls),
+        resources=resources,
         search=SearchService(repo, registry, defs, paging),
         paging=paging,
         started=format_instant(time.time()),
+        runner=runner,
+        search_params=search_params,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await repo.open()
+        await search_params.load()
         try:
             yield
         finally:
+            await runner.close()
             await repo.close()
 
     app = FastAPI(
@@ -74,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.fhir = context
     api_errors.install(app)
-    app.include_router(rest.router)
+    app.mount("/fhir", rest.router)
+    app.add_route("/fhir", rest.base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                  include_in_schema=False)
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fhir_server.app import create_app
 from fhir_server.settings import Settings, StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +25,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[object]:
+    from fhir_server.app import create_app
+
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,11 +15,15 @@ from fhir_server.storage.base import StoredVersion, WriteOutcome
 
 
 def _instant(last_updated: str) -> datetime:
-    return datetime.strptime(last_updated, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """Parse the store's fixed-width instant (``2026-11-27T10:35:19.123456Z``) without strptime."""
+    s = last_updated
+    return datetime(int(s[0:4]), int(s[5:7]), int(s[8:10]), int(s[11:13]), int(s[14:16]), int(s[17:19]),
+                    int(s[20:26]), tzinfo=UTC)
 
 
+@lru_cache(maxsize=8192)
 def http_date(last_updated: str) -> str:
-    return format_datetime(_instant(last_updated), usegmt=True)
+    return format_datetime(_instant(last_updated).replace(microsecond=0), usegmt=True)
 
 
 def version_headers(stored: StoredVersion) -> dict[str, str]:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from fhir_server.definitions import Definitions
+from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.services.history import Paging
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
+from fhir_server.services.search_params import SearchParameters
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Repository
 
@@ -23,6 +25,8 @@ class FhirContext:
     search: SearchService
     paging: Paging
     started: str
+    runner: InProcessRunner
+    search_params: SearchParameters
 
     def base_url(self, request: Request) -> str:
         if self.settings.server.base_url:

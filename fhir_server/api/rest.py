@@ -1,12 +1,20 @@
-"""The FHIR RESTful API routes.  Each is an adapter: parse the HTTP request, call one service, build the reply."""
+"""The FHIR RESTful API routes.  Each is an adapter: parse the HTTP request, call one service, build the reply.
+
+The routes are plain Starlette routes mounted under ``/fhir``, ordered by how often they are hit (instance
+reads first), with path convertors that tell resource types (``Patient``) from ids and from the ``_history`` /
+``_search`` / ``metadata`` segments.  FastAPI's dependency machinery is not needed here and costs more than the
+rest of a read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route, Router
 
 from fhir_server import jsonio
 from fhir_server.api import _http
@@ -25,77 +33,169 @@ from fhir_server.services.capabilities import capability_statement
 from fhir_server.services.resources import PatchBody
 from fhir_server.storage.base import StoredVersion
 
-router = APIRouter(prefix="/fhir")
+
+class _TypeConvertor(Convertor[str]):
+    regex = "[A-Z][A-Za-z]{0,63}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
 
 
-@router.get("/metadata")
-async def capabilities(request: Request) -> Response:
+class _IdConvertor(Convertor[str]):
+    """Anything that is not a ``_history``/``_search``/``$operation`` segment; the service checks the id."""
+
+    regex = "[^/_$][^/]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("rtype", _TypeConvertor())
+register_url_convertor("fid", _IdConvertor())
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _by_method(**handlers: Endpoint) -> Endpoint:
+    """One endpoint that dispatches on the HTTP method (405 with Allow for the others)."""
+    table = {method.upper(): handler for method, handler in handlers.items()}
+    allow = ", ".join(sorted(table))
+
+    async def dispatch(request: Request) -> Response:
+        handler = table.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", headers={"Allow": allow})
+        return await handler(request)
+
+    return dispatch
+
+
+# -- instance level ------------------------------------------------------------------------------------------
+
+
+async def read(request: Request) -> Response:
+    fmt = negotiate(request)
+    p = request.path_params
+    stored = await ctx(request).resources.read(p["resource_type"], p["id"])
+    return _read_response(request, fmt, stored)
+
+
+async def vread(request: Request) -> Response:
+    fmt = negotiate(request)
+    p = request.path_params
+    stored = await ctx(request).resources.vread(p["resource_type"], p["id"], p["version"])
+    return _read_response(request, fmt, stored)
+
+
+def _read_response(request: Request, fmt: Format, stored: StoredVersion) -> Response:
+    headers = _http.version_headers(stored)
+    if _http.not_modified(request, stored):
+        return Response(status_code=304, headers=headers)
+    params = request.query_params
+    summary, elements = params.get("_summary"), params.get("_elements")
+    if summary is None and elements is None:
+        return fhir_response(stored.body, fmt, 200, headers)
+    assert stored.body is not None
+    resource = jsonio.loads(stored.body)
+    defs = ctx(request).defs
+    if summary is not None:
+        resource = subsetting.summary(resource, summary, defs)
+    if elements is not None:
+        resource = subsetting.elements(resource, elements, defs)
+    return fhir_response(resource, fmt, 200, headers)
+
+
+async def update(request: Request) -> Response:
+    fmt = negotiate(request)
+    require_json_body(request)
+    c = ctx(request)
+    p = request.path_params
+    outcome = await c.resources.update(p["resource_type"], p["id"], await request.body(),
+                                       request.headers.get("if-match"))
+    return _http.write_response(request, fmt, outcome, c.base_url(request), "updated")
+
+
+async def patch(request: Request) -> Response:
+    return await _patch(request, request.path_params.get("id"))
+
+
+async def _patch(request: Request, id: str | None) -> Response:
     fmt = negotiate(request)
     c = ctx(request)
-    return fhir_response(capability_statement(c.defs, c.base_url(request), c.started), fmt)
+    body = PatchBody(request_media_type(request) or "", await request.body())
+    outcome = await c.resources.patch(
+        request.path_params["resource_type"], id, body, query_string=request.url.query,
+        if_match=request.headers.get("if-match"),
+    )
+    return _http.write_response(request, fmt, outcome, c.base_url(request), "patched")
 
 
-@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"])
-async def metadata_not_allowed(request: Request) -> Response:
-    raise MethodNotAllowed("/metadata only answers GET", headers={"Allow": "GET"})
+async def delete(request: Request) -> Response:
+    negotiate(request)
+    p = request.path_params
+    outcome = await ctx(request).resources.delete(p["resource_type"], p["id"], request.headers.get("if-match"))
+    headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
+    return Response(status_code=204, headers=headers)
 
 
-@router.get("/_history")
-async def history_system(request: Request) -> Response:
-    return await _history(request, None, None)
+# -- type level ----------------------------------------------------------------------------------------------
 
 
-@router.get("/{resource_type}/_history")
-async def history_type(request: Request, resource_type: str) -> Response:
-    ctx(request).resources.check_type(resource_type)
-    return await _history(request, resource_type, None)
-
-
-@router.get("/{resource_type}/{id}/_history")
-async def history_instance(request: Request, resource_type: str, id: str) -> Response:
-    ctx(request).resources.check_type(resource_type)
-    return await _history(request, resource_type, id)
-
-
-async def _history(request: Request, resource_type: str | None, id: str | None) -> Response:
+async def create(request: Request) -> Response:
     fmt = negotiate(request)
+    require_json_body(request)
     c = ctx(request)
-    qs = request.url.query
-    query = history_service.parse_history_query(resource_type, id, qs, c.paging)
-    page = await history_service.history(c.repo, query)
-    path = "/".join(p for p in ("" if resource_type is None else resource_type, id or "", "_history") if p)
-    return fhir_response(history_service.history_bundle(c.base_url(request), path, qs, query, page), fmt)
+    outcome = await c.resources.create(request.path_params["resource_type"], await request.body(),
+                                       request.headers.get("if-none-exist"))
+    return _http.write_response(request, fmt, outcome, c.base_url(request), "created")
 
 
-@router.get("/{compartment}/{id}/{resource_type}")
-async def search_compartment(request: Request, compartment: str, id: str, resource_type: str) -> Response:
+async def conditional_update(request: Request) -> Response:
+    fmt = negotiate(request)
+    require_json_body(request)
     c = ctx(request)
-    c.resources.check_type(resource_type)
-    return await _search(request, resource_type, list(request.query_params.multi_items()),
-                         compartment=(compartment, id))
+    outcome = await c.resources.conditional_update(
+        request.path_params["resource_type"], request.url.query, await request.body(),
+        request.headers.get("if-match"),
+    )
+    return _http.write_response(request, fmt, outcome, c.base_url(request), "updated")
 
 
-@router.get("/{resource_type}")
-async def search_type(request: Request, resource_type: str) -> Response:
-    ctx(request).resources.check_type(resource_type)
-    return await _search(request, resource_type, list(request.query_params.multi_items()))
+async def conditional_patch(request: Request) -> Response:
+    return await _patch(request, None)
 
 
-@router.post("/{resource_type}/_search")
-async def search_type_post(request: Request, resource_type: str) -> Response:
-    ctx(request).resources.check_type(resource_type)
-    return await _search(request, resource_type, await _form_params(request))
+async def conditional_delete(request: Request) -> Response:
+    negotiate(request)
+    outcome = await ctx(request).resources.conditional_delete(request.path_params["resource_type"],
+                                                              request.url.query)
+    headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
+    return Response(status_code=204, headers=headers)
 
 
-@router.get("")
-@router.get("/")
-async def search_system(request: Request) -> Response:
-    return await _search(request, None, list(request.query_params.multi_items()))
+async def search_type(request: Request) -> Response:
+    rtype = request.path_params["resource_type"]
+    ctx(request).resources.check_type(rtype)
+    return await _search(request, rtype, list(request.query_params.multi_items()))
 
 
-@router.post("/_search")
-async def search_system_post(request: Request) -> Response:
-    return await _search(request, None, await _form_params(request))
+async def search_type_post(request: Request) -> Response:
+    rtype = request.path_params["resource_type"]
+    ctx(request).resources.check_type(rtype)
+    return await _search(request, rtype, await _form_params(request))
+
+
+async def search_compartment(request: Request) -> Response:
+    p = request.path_params
+    ctx(request).resources.check_type(p["resource_type"])
+    return await _search(request, p["resource_type"], list(request.query_params.multi_items()),
+                         compartment=(p["compartment"], p["id"]))
 
 
 async def _form_params(request: Request) -> list[tuple[str, str]]:
@@ -122,106 +222,63 @@ async def _search(
     return fhir_response(bundle, fmt)
 
 
-@router.get("/{resource_type}/{id}/_history/{version}")
-async def vread(request: Request, resource_type: str, id: str, version: str) -> Response:
-    fmt = negotiate(request)
-    stored = await ctx(request).resources.vread(resource_type, id, version)
-    return _read_response(request, fmt, stored)
+# -- history, system level, capabilities ---------------------------------------------------------------------
 
 
-@router.get("/{resource_type}/{id}")
-async def read(request: Request, resource_type: str, id: str) -> Response:
-    fmt = negotiate(request)
-    stored = await ctx(request).resources.read(resource_type, id)
-    return _read_response(request, fmt, stored)
-
-
-def _read_response(request: Request, fmt: Format, stored: StoredVersion) -> Response:
-    headers = _http.version_headers(stored)
-    if _http.not_modified(request, stored):
-        return Response(status_code=304, headers=headers)
-    params = request.query_params
-    summary, elements = params.get("_summary"), params.get("_elements")
-    if summary is None and elements is None:
-        return fhir_response(stored.body, fmt, 200, headers)
-    assert stored.body is not None
-    resource = jsonio.loads(stored.body)
-    defs = ctx(request).defs
-    if summary is not None:
-        resource = subsetting.summary(resource, summary, defs)
-    if elements is not None:
-        resource = subsetting.elements(resource, elements, defs)
-    return fhir_response(resource, fmt, 200, headers)
-
-
-@router.post("/{resource_type}")
-async def create(request: Request, resource_type: str) -> Response:
-    fmt = negotiate(request)
-    require_json_body(request)
-    c = ctx(request)
-    outcome = await c.resources.create(resource_type, await request.body(), request.headers.get("if-none-exist"))
-    return _http.write_response(request, fmt, outcome, c.base_url(request), "created")
-
-
-@router.put("/{resource_type}/{id}")
-async def update(request: Request, resource_type: str, id: str) -> Response:
-    fmt = negotiate(request)
-    require_json_body(request)
-    c = ctx(request)
-    outcome = await c.resources.update(resource_type, id, await request.body(), request.headers.get("if-match"))
-    return _http.write_response(request, fmt, outcome, c.base_url(request), "updated")
-
-
-@router.put("/{resource_type}")
-async def conditional_update(request: Request, resource_type: str) -> Response:
-    fmt = negotiate(request)
-    require_json_body(request)
-    c = ctx(request)
-    outcome = await c.resources.conditional_update(
-        resource_type, request.url.query, await request.body(), request.headers.get("if-match")
-    )
-    return _http.write_response(request, fmt, outcome, c.base_url(request), "updated")
-
-
-@router.patch("/{resource_type}/{id}")
-async def patch(request: Request, resource_type: str, id: str) -> Response:
-    return await _patch(request, resource_type, id)
-
-
-@router.patch("/{resource_type}")
-async def conditional_patch(request: Request, resource_type: str) -> Response:
-    return await _patch(request, resource_type, None)
-
-
-async def _patch(request: Request, resource_type: str, id: str | None) -> Response:
+async def history(request: Request) -> Response:
     fmt = negotiate(request)
     c = ctx(request)
-    body = PatchBody(request_media_type(request) or "", await request.body())
-    outcome = await c.resources.patch(
-        resource_type, id, body, query_string=request.url.query, if_match=request.headers.get("if-match")
-    )
-    return _http.write_response(request, fmt, outcome, c.base_url(request), "patched")
+    rtype = request.path_params.get("resource_type")
+    id = request.path_params.get("id")
+    if rtype is not None:
+        c.resources.check_type(rtype)
+    qs = request.url.query
+    query = history_service.parse_history_query(rtype, id, qs, c.paging)
+    page = await history_service.history(c.repo, query)
+    path = "/".join(p for p in (rtype or "", id or "", "_history") if p)
+    return fhir_response(history_service.history_bundle(c.base_url(request), path, qs, query, page), fmt)
 
 
-@router.delete("/{resource_type}/{id}")
-async def delete(request: Request, resource_type: str, id: str) -> Response:
-    negotiate(request)
-    outcome = await ctx(request).resources.delete(resource_type, id, request.headers.get("if-match"))
-    headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
-    return Response(status_code=204, headers=headers)
+async def capabilities(request: Request) -> Response:
+    fmt = negotiate(request)
+    c = ctx(request)
+    return fhir_response(capability_statement(c.defs, c.base_url(request), c.started), fmt)
 
 
-@router.delete("/{resource_type}")
-async def conditional_delete(request: Request, resource_type: str) -> Response:
-    negotiate(request)
-    outcome = await ctx(request).resources.conditional_delete(resource_type, request.url.query)
-    headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
-    return Response(status_code=204, headers=headers)
+async def search_system(request: Request) -> Response:
+    return await _search(request, None, list(request.query_params.multi_items()))
 
 
-@router.post("")
-@router.post("/")
+async def search_system_post(request: Request) -> Response:
+    return await _search(request, None, await _form_params(request))
+
+
 async def batch_or_transaction(request: Request) -> Response:
     raise NotSupported("batch and transaction Bundles are not implemented yet on this server")
 
 
+base_endpoint = _by_method(get=search_system, post=batch_or_transaction)
+
+routes = [
+    Route("/{resource_type:rtype}/{id:fid}", _by_method(get=read, put=update, patch=patch, delete=delete),
+          methods=["GET", "PUT", "PATCH", "DELETE", "POST"]),
+    Route("/{resource_type:rtype}", _by_method(get=search_type, post=create, put=conditional_update,
+                                               patch=conditional_patch, delete=conditional_delete),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/{resource_type:rtype}/{id:fid}/_history/{version:fid}", _by_method(get=vread),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/{resource_type:rtype}/{id:fid}/_history", _by_method(get=history),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/{resource_type:rtype}/_history", _by_method(get=history), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/{resource_type:rtype}/_search", _by_method(post=search_type_post, get=search_type),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/{compartment:rtype}/{id:fid}/{resource_type:rtype}", _by_method(get=search_compartment),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/metadata", _by_method(get=capabilities), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/_history", _by_method(get=history), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/_search", _by_method(post=search_system_post, get=search_system),
+          methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    Route("/", base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+]
+
+router = Router(routes=routes, redirect_slashes=False)

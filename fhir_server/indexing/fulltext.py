@@ -1,4 +1,4 @@
-"""Text for ``_text`` (the narrative) and ``_content`` (every string value of the resource)."""
+"""Text for ``_text`` (the narrative) and ``_content`` (the string values of the resource)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import html
 import re
 from typing import Any
 
+from fhir_server import jsonio
+
 _TAG = re.compile(r"<[^>]*>")
+# a JSON string literal in value position (followed by , } or ]), i.e. not an object key
+_VALUE = re.compile(r'"((?:[^"\\]|\\.)*)"(?=\s*[,}\]])')
 _MAX = 64_000  # characters indexed per field
 
 
@@ -19,23 +23,9 @@ def narrative_text(resource: dict[str, Any]) -> str:
 
 
 def content_text(resource: dict[str, Any]) -> str:
-    """Every string value outside the narrative, joined by spaces (codes, names, texts, identifiers …)."""
-    out: list[str] = []
-    size = 0
-
-    def walk(node: Any) -> None:
-        nonlocal size
-        if size > _MAX:
-            return
-        if isinstance(node, str):
-            out.append(node)
-            size += len(node) + 1
-        elif isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk([v for k, v in resource.items() if k not in ("resourceType", "id", "meta", "text")])
-    return " ".join(out)[:_MAX]
+    """Every string value outside the narrative and ``meta`` (codes, names, texts, identifiers …), joined by
+    spaces.  Taken from the serialised JSON with one regular-expression pass: far cheaper than walking the
+    tree, and JSON escapes only ever hide punctuation, which the full-text tokenizer drops anyway."""
+    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta", "text")}
+    serialised = jsonio.dumps(rest).decode("utf-8")
+    return " ".join(_VALUE.findall(serialised))[:_MAX]

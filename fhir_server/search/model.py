@@ -86,18 +86,27 @@ class CompositeValue:
 
 
 @dataclass(frozen=True)
+class NearValue:
+    """``near=lat|lon|distance|units``: within ``distance_km`` of the point (great-circle distance)."""
+
+    latitude: float
+    longitude: float
+    distance_km: float
+
+
+@dataclass(frozen=True)
 class MissingValue:
     missing: bool
 
 
 Value = (
     StringValue | TokenValue | DateValue | NumberValue | QuantityValue | ReferenceValue | UriValue | CompositeValue
-    | MissingValue
+    | MissingValue | NearValue
 )
 
 ParamType = Literal[
     "string", "token", "date", "number", "quantity", "reference", "uri", "composite",
-    "id", "lastUpdated", "list", "text", "content",
+    "id", "lastUpdated", "list", "text", "content", "near",
 ]
 
 

@@ -54,6 +54,7 @@ MODIFIERS = {
     "list": set(),
     "text": set(),
     "content": set(),
+    "near": set(),
 }
 SORTABLE = {"string", "token", "date", "number", "quantity", "reference", "uri", "id", "lastUpdated"}
 SUMMARY = {"true", "false", "text", "data", "count"}
@@ -93,7 +94,8 @@ class _Parser:
         param = self.registry.lookup(resource_type, code)
         if param is None:
             raise _fail(name, f"unknown search parameter {code!r} for {resource_type}")
-        return self._clause(name, code, param.type, param.targets, modifier or None, raw, resource_type, param)
+        ptype = "near" if param.type == "special" and code == "near" else param.type
+        return self._clause(name, code, ptype, param.targets, modifier or None, raw, resource_type, param)
 
     def _has(self, resource_type: str, name: str, raw: str) -> Criterion:
         parts = name.split(":", 3)
@@ -198,6 +200,8 @@ class _Parser:
                 return self._reference(modifier, targets, raw)
             case "uri":
                 return UriValue(v.unescape(raw))
+            case "near":
+                return v.near_value(raw)
             case "composite":
                 assert param is not None
                 types = self._component_types(param)

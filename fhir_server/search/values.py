@@ -3,6 +3,7 @@ share with the index."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
@@ -11,6 +12,7 @@ from fhir_server.search.dates import parse_period
 from fhir_server.search.model import (
     PREFIXES,
     DateValue,
+    NearValue,
     NumberValue,
     Prefix,
     QuantityValue,
@@ -141,3 +143,35 @@ def quantity_value(raw: str, canonicalise: CanonicalFn | None = None) -> Quantit
     ccode, cvalue, clow, chigh = canonical
     return QuantityValue(prefix, value, low, high, system, code, ccode, cvalue, clow, chigh)
 
+
+
+EARTH_RADIUS_KM = 6371.0088
+NEAR_DEFAULT_KM = 10.0
+_DISTANCE_UNITS = {"km": 1.0, "m": 0.001, "mi": 1.609344, "[mi_i]": 1.609344, "[ft_i]": 0.0003048}
+
+
+def near_value(raw: str) -> NearValue:
+    """``lat|lon[|distance[|units]]``; units default to km, the distance to 10 km (the spec leaves it to the
+    server)."""
+    pieces = [unescape(p) for p in split_unescaped(raw, "|")]
+    if len(pieces) < 2 or len(pieces) > 4:
+        raise BadValue("near takes latitude|longitude|distance|units")
+    try:
+        lat, lon = float(parse_decimal(pieces[0])), float(parse_decimal(pieces[1]))
+        distance = float(parse_decimal(pieces[2])) if len(pieces) > 2 and pieces[2] else NEAR_DEFAULT_KM
+    except BadValue as exc:
+        raise BadValue(f"near: {exc}") from exc
+    unit = pieces[3] if len(pieces) > 3 and pieces[3] else "km"
+    if unit not in _DISTANCE_UNITS:
+        raise BadValue(f"near: unknown distance unit {unit!r} (km, m, mi, [mi_i], [ft_i])")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or distance < 0:
+        raise BadValue("near: latitude, longitude or distance out of range")
+    return NearValue(lat, lon, distance * _DISTANCE_UNITS[unit])
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance in km."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from fhir_server.errors import (
 from fhir_server.indexing.entries import IndexEntries
 from fhir_server.indexing.extract import Indexer, canonicalise
 from fhir_server.indexing.fulltext import content_text, narrative_text
+from fhir_server.indexing.position import position_entry
 from fhir_server.search.model import SearchQuery
 from fhir_server.search.parse import parse_criteria
 from fhir_server.search.registry import SearchRegistry
@@ -52,6 +53,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+AfterWrite = Callable[[WriteOutcome, dict[str, Any] | None], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class PatchBody:
     content_type: str
@@ -74,6 +78,9 @@ class ResourceService:
         self.indexer = indexer
         self.registry = registry
         self.base_urls = tuple(base_urls)
+        # resource-type specific checks run before a write, hooks after it has committed
+        self.before_write: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.after_write: list[AfterWrite] = []
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -94,16 +101,25 @@ class ResourceService:
         issues = self.validator.validate(resource)
         if any(i.severity in ("error", "fatal") for i in issues):
             raise issues_error(issues)
+        check = self.before_write.get(resource_type)
+        if check is not None:
+            check(resource)
         return WriteOp("update", resource_type, resource=resource, index=self.index(resource))
 
     def index(self, resource: dict[str, Any]) -> IndexEntries:
         entries = self.indexer.extract(resource)
         entries.narrative = narrative_text(resource)
         entries.content = content_text(resource)
+        near = position_entry(resource)
+        if near is not None:
+            entries.composites.append(near)
         return entries
 
     async def _write_one(self, op: WriteOp) -> WriteOutcome:
         (outcome,) = await self.repo.write([op])
+        if not outcome.noop:
+            for hook in self.after_write:
+                await hook(outcome, op.resource if op.method != "delete" else None)
         return outcome
 
     # -- interactions --------------------------------------------------------------------------------------
@@ -147,7 +163,7 @@ class ResourceService:
     ) -> WriteOutcome:
         """``PUT /Type/id``: update, or create with the client's id when it does not exist."""
         self.check_type(resource_type)
-        check_id(id, expression="id")
+        check_id(id, expression=f"{resource_type}.id")
         resource = parse_resource(body)
         if "id" not in resource:
             raise InvalidRequest("the resource in an update must have an id", expression=f"{resource_type}.id")

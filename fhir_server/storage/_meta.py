@@ -28,11 +28,15 @@ class MonotonicClock:
         self._last = 0.0
 
     def now(self) -> str:
-        current = time.time()
+        return self.now_with_epoch()[0]
+
+    def now_with_epoch(self) -> tuple[str, float]:
+        """The instant as text and the same instant in epoch seconds (rounded to the microsecond)."""
+        current = round(time.time(), 6)
         if current <= self._last:
-            current = self._last + 1e-6
+            current = round(self._last + 1e-6, 6)
         self._last = current
-        return format_instant(current)
+        return format_instant(current), current
 
 
 def with_meta(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:

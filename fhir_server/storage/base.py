@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Method = Literal["create", "update", "delete"]
+OpMethod = Literal["create", "update", "delete", "reindex"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class WriteOp:
     * ``update``: either ``id`` or ``match`` (conditional update) is set; ``if_match`` is the expected current version.
       ``create_id`` is the id to use when a conditional update matches nothing and the body carries no id.
     * ``delete``: either ``id`` or ``match`` (conditional delete).
+    * ``reindex``: replace the index entries of the current version ``if_match`` of ``id`` (no new version;
+      nothing happens if the resource has moved on or been deleted meanwhile).
     """
 
-    method: Method
+    method: OpMethod
     resource_type: str
     id: str | None = None
     resource: dict[str, Any] | None = None

@@ -130,8 +130,26 @@ def _simple(entries: IndexEntries) -> Iterable[Entry]:
     yield from entries.uris
 
 
+FulltextOp = tuple[int, str, str] | tuple[int]  # (rid, text, content) to insert, or (rid,) to delete
+
+
+def apply_fulltext(conn: sqlite3.Connection, ops: list[FulltextOp]) -> None:
+    """Apply deferred full-text changes.  FTS5 flushes its pending terms at every SAVEPOINT release, which made
+    it half the cost of a write; the writer therefore applies them once per commit, after the savepoints."""
+    for op in ops:
+        if len(op) == 1:
+            conn.execute("DELETE FROM fulltext WHERE rowid = ?", op)
+        else:
+            conn.execute("INSERT INTO fulltext (rowid, text, content) VALUES (?, ?, ?)", op)
+
+
 def write_rows(
-    conn: sqlite3.Connection, ids: ParamIds, resource_type: str, rid: int, entries: IndexEntries
+    conn: sqlite3.Connection,
+    ids: ParamIds,
+    resource_type: str,
+    rid: int,
+    entries: IndexEntries,
+    fulltext: list[FulltextOp],
 ) -> None:
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for entry in _simple(entries):
@@ -149,12 +167,11 @@ def write_rows(
     for table, table_rows in rows.items():
         conn.executemany(INSERT[table], table_rows)
     if entries.narrative or entries.content:
-        conn.execute("INSERT INTO fulltext (rowid, text, content) VALUES (?, ?, ?)",
-                     (rid, entries.narrative, entries.content))
+        fulltext.append((rid, entries.narrative, entries.content))
 
 
-def delete_rows(conn: sqlite3.Connection, rid: int) -> None:
+def delete_rows(conn: sqlite3.Connection, rid: int, fulltext: list[FulltextOp]) -> None:
     for table in TABLES:
         conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
-    conn.execute("DELETE FROM fulltext WHERE rowid = ?", (rid,))
+    fulltext.append((rid,))
 

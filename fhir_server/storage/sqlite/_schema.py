@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+from fhir_server.search.values import great_circle_km
+
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,7 +88,7 @@ CREATE INDEX IF NOT EXISTS idx_quantity_canonical ON idx_quantity (pid, ccode, c
 CREATE TABLE IF NOT EXISTS idx_reference (
     pid INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
     version TEXT NOT NULL, url TEXT NOT NULL, ident_system TEXT NOT NULL, ident_value TEXT NOT NULL,
-    PRIMARY KEY (pid, type, id, rid, grp, version, url, ident_system, ident_value)
+    PRIMARY KEY (pid, id, type, rid, grp, version, url, ident_system, ident_value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid);
 CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url);
@@ -115,6 +117,7 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA mmap_size = 268435456")
+    conn.create_function("great_circle_km", 4, great_circle_km, deterministic=True)
     return conn
 
 

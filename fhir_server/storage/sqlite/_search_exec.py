@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.model import SearchQuery, SortKey
+from fhir_server.search.model import Clause, SearchQuery, SortKey
 from fhir_server.storage.base import IncludeSpec, SearchPage, SearchRequest, StoredVersion
 from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._search_sql import TABLE, Compiler
@@ -27,21 +28,43 @@ _SORT_AGG = {
 }
 
 
-def _where(compiler: Compiler, query: SearchQuery, r: str = "r") -> str:
-    """The WHERE clause of the match set (resource type(s), not deleted, every criterion)."""
+@dataclass
+class MatchSql:
+    """FROM … WHERE … of the match set, with its arguments (the resources alias is ``r``)."""
+
+    source: str
+    where: str
+    args: list[Any]
+
+
+def _match(compiler: Compiler, query: SearchQuery) -> MatchSql:
+    """Resource type(s), not deleted, every criterion; for one type, driven by its most selective criterion."""
     types = (query.resource_type,) if query.resource_type else query.types
-    parts = [f"{r}.deleted = 0"]
+    if len(types) == 1:
+        rtype = types[0]
+        driver, rest = compiler.driver(query.criteria, rtype)
+        conds = [compiler.cond(c, rtype, "r") for c in rest]
+        where = " AND ".join(["r.type = ?", "r.deleted = 0", *(c.sql for c in conds)])
+        args: list[Any] = [rtype, *(a for c in conds for a in c.args)]
+        if driver is None:
+            return MatchSql("resources r", where, args)
+        sel = driver.select()
+        rid_col = driver.rid.rsplit(".", 1)[-1]
+        return MatchSql(f"({sel.sql}) m CROSS JOIN resources r ON r.rid = m.{rid_col}", where, [*sel.args, *args])
+    parts = ["r.deleted = 0"]
+    args = []
     if types:
         per_type = []
         for rtype in types:
-            compiler.args.append(rtype)
-            conds = [compiler.criterion(c, rtype, r) for c in query.criteria]
-            per_type.append("(" + " AND ".join([f"{r}.type = ?", *conds]) + ")")
+            conds = [compiler.cond(c, rtype, "r") for c in query.criteria]
+            per_type.append("(" + " AND ".join(["r.type = ?", *(c.sql for c in conds)]) + ")")
+            args.extend([rtype, *(a for c in conds for a in c.args)])
         parts.append("(" + " OR ".join(per_type) + ")")
     else:
-        conds = [compiler.criterion(c, "Resource", r) for c in query.criteria]
-        parts.extend(conds)
-    return " AND ".join(parts)
+        conds = [compiler.cond(c, "Resource", "r") for c in query.criteria]
+        parts.extend(c.sql for c in conds)
+        args.extend(a for c in conds for a in c.args)
+    return MatchSql("resources r", " AND ".join(parts), args)
 
 
 def _sort_columns(compiler: Compiler, query: SearchQuery) -> list[tuple[str, bool]]:
@@ -66,7 +89,10 @@ def _sort_expr(compiler: Compiler, query: SearchQuery, key: SortKey) -> str:
         return "NULL"
     asc_col, desc_col = _SORT_AGG[key.type]
     agg, col = ("max", desc_col) if key.descending else ("min", asc_col)
-    return f"(SELECT {agg}({col}) FROM {TABLE[key.type]} WHERE rid = r.rid AND pid = {int(pid)} AND grp = 0)"
+    table = TABLE[key.type]
+    # INDEXED BY: without it SQLite's min/max optimisation walks the (pid, value) index of the whole parameter
+    return (f"(SELECT {agg}({col}) FROM {table} INDEXED BY {table}_rid "
+            f"WHERE rid = r.rid AND pid = {int(pid)} AND grp = 0)")
 
 
 def _keyset(columns: list[tuple[str, bool]], values: list[Any], forward: bool, args: list[Any]) -> str:
@@ -110,19 +136,20 @@ def search_page(conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest)
     conn.execute("BEGIN")  # one snapshot for the page, the total and the includes
     try:
         compiler = Compiler(conn, ids)
-        where = _where(compiler, query)
+        match = _match(compiler, query)
+        where, args = match.where, list(match.args)
         columns = _sort_columns(compiler, query)
         forward = True
         if request.cursor is not None:
             values, forward = decode_cursor(request.cursor)
             if len(values) != len(columns):
                 raise InvalidRequest("_cursor does not belong to this search", expression="_cursor")
-            where += " AND " + _keyset(columns, values, forward, compiler.args)
+            where += " AND " + _keyset(columns, values, forward, args)
         order = ", ".join(f"{e} {'DESC' if d != (not forward) else 'ASC'}" for e, d in columns)
         select_cols = ", ".join(e for e, _ in columns)
-        sql = (f"SELECT {_COLUMNS}, {select_cols} FROM resources r JOIN versions v ON v.seq = r.current_seq "
+        sql = (f"SELECT {_COLUMNS}, {select_cols} FROM {match.source} JOIN versions v ON v.seq = r.current_seq "
                f"WHERE {where} ORDER BY {order} LIMIT ?")
-        rows = conn.execute(sql, [*compiler.args, request.count + 1]).fetchall() if request.count else []
+        rows = conn.execute(sql, [*args, request.count + 1]).fetchall() if request.count else []
         more = len(rows) > request.count
         rows = rows[: request.count]
         if not forward:
@@ -141,8 +168,16 @@ def search_page(conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest)
 
 def _count(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> int:
     compiler = Compiler(conn, ids)
-    where = _where(compiler, query)
-    return int(conn.execute(f"SELECT count(*) FROM resources r WHERE {where}", compiler.args).fetchone()[0])
+    types = (query.resource_type,) if query.resource_type else query.types
+    single = query.criteria[0] if len(query.criteria) == 1 else None
+    if len(types) == 1 and isinstance(single, Clause) and single.type not in ("text", "content"):
+        # one indexed criterion: count its distinct rids (index rows exist only for live resources of the type)
+        rids = compiler.rids(single, types[0])
+        if rids is not None:
+            sel = rids.select()
+            return int(conn.execute(f"SELECT count(*) FROM ({sel.sql})", sel.args).fetchone()[0])
+    match = _match(compiler, query)
+    return int(conn.execute(f"SELECT count(*) FROM {match.source} WHERE {match.where}", match.args).fetchone()[0])
 
 
 def count_matches(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> int:
@@ -151,10 +186,9 @@ def count_matches(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -
 
 def find_ids(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, limit: int) -> list[str]:
     """Ids of the first ``limit`` matches (conditional interactions need to know 0, 1 or many)."""
-    compiler = Compiler(conn, ids)
-    where = _where(compiler, query)
-    rows = conn.execute(f"SELECT r.id FROM resources r WHERE {where} ORDER BY r.rid LIMIT ?",
-                        [*compiler.args, limit])
+    match = _match(Compiler(conn, ids), query)
+    rows = conn.execute(f"SELECT r.id FROM {match.source} WHERE {match.where} ORDER BY r.rid LIMIT ?",
+                        [*match.args, limit])
     return [str(row[0]) for row in rows]
 
 

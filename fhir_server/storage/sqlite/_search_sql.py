@@ -1,15 +1,23 @@
 """Compile the query model to SQL over the SQLite index tables.
 
-Every criterion becomes a condition on a resources row alias (``r.rid IN (SELECT rid FROM idx_… WHERE …)``);
-index rows exist only for current, non-deleted versions, and their ``pid`` is specific to the resource type, so
-index subqueries need no join.  Chains and ``_has`` join through ``idx_reference`` to the resources they point at
-or come from, and recurse.  Semantics mirror :mod:`fhir_server.search.compare` exactly.
+Two forms per criterion:
+
+* a **condition** on a resources alias (``EXISTS (SELECT 1 FROM idx_… x WHERE x.rid = r.rid AND …)``), correlated
+  so that checking one candidate costs a few index look-ups (``idx_*_rid``);
+* for positive criteria, a **rid set** (``SELECT x.rid FROM idx_… x WHERE …``) that can *drive* the query: the
+  search starts from the index rows of its most selective criterion instead of scanning every resource of the
+  type, and checks the others as conditions.
+
+Index rows exist only for current, non-deleted versions and their ``pid`` is specific to the resource type, so a
+rid set needs no join.  Chains and ``_has`` go through ``idx_reference`` (primary key ``pid, type, id``) to the
+resources they point at or come from, and recurse.  Value semantics mirror :mod:`fhir_server.search.compare`.
+Every fragment carries its own argument list, so fragments can be combined in any order.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +32,7 @@ from fhir_server.search.model import (
     DateValue,
     Has,
     MissingValue,
+    NearValue,
     Not,
     NumberValue,
     QuantityValue,
@@ -38,7 +47,7 @@ from fhir_server.storage.sqlite._index_rows import ParamIds, component_code
 TABLE = {
     "string": "idx_string", "token": "idx_token", "date": "idx_date", "number": "idx_number",
     "quantity": "idx_quantity", "reference": "idx_reference", "uri": "idx_uri", "composite": "idx_token",
-    "text": "idx_string", "content": "idx_string",
+    "near": "idx_token",
 }
 NOTHING = "0"
 
@@ -48,12 +57,41 @@ def like_escape(text: str) -> str:
 
 
 @dataclass
+class Frag:
+    sql: str
+    args: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class RidSet:
+    """``SELECT {rid} FROM {source} WHERE {where}``: the rids of the resources a criterion matches."""
+
+    source: str
+    where: str
+    rid: str
+    args: list[Any]
+    rank: int  # lower drives better (more selective kinds of criteria)
+
+    def select(self) -> Frag:
+        return Frag(f"SELECT DISTINCT {self.rid} FROM {self.source} WHERE {self.where}", list(self.args))
+
+
+def _join(frags: Sequence[Frag], sep: str, empty: str) -> Frag:
+    if not frags:
+        return Frag(empty)
+    return Frag(sep.join(f.sql for f in frags), [a for f in frags for a in f.args])
+
+
+_RANK = {"id": 0, "reference": 1, "token": 2, "uri": 2, "string": 4, "quantity": 5, "number": 5,
+         "composite": 5, "date": 6, "text": 7, "content": 7}
+
+
+@dataclass
 class Compiler:
     conn: sqlite3.Connection
     ids: ParamIds
-    args: list[Any] = field(default_factory=list)
-    _alias: int = 0
     now: Callable[[], float] | None = None
+    _alias: int = 0
 
     def pid(self, resource_type: str, code: str) -> int | None:
         return self.ids.get(self.conn, resource_type, code)
@@ -62,161 +100,237 @@ class Compiler:
         self._alias += 1
         return f"{stem}{self._alias}"
 
-    # -- criteria -------------------------------------------------------------------------------------------
+    # -- driving rid sets -------------------------------------------------------------------------------------
 
-    def criterion(self, c: Criterion, resource_type: str, r: str) -> str:
+    def driver(self, criteria: Sequence[Criterion], resource_type: str) -> tuple[RidSet | None, list[Criterion]]:
+        """The best criterion to start from (as a rid set) and the rest (to check as conditions)."""
+        best: tuple[RidSet, int] | None = None
+        for index, criterion in enumerate(criteria):
+            rids = self.rids(criterion, resource_type)
+            if rids is not None and (best is None or rids.rank < best[0].rank):
+                best = (rids, index)
+        if best is None:
+            return None, list(criteria)
+        return best[0], [c for i, c in enumerate(criteria) if i != best[1]]
+
+    def rids(self, c: Criterion, resource_type: str) -> RidSet | None:
         match c:
+            case Clause(modifier="missing"):
+                return None
+            case Clause(type="id" | "lastUpdated" | "list"):
+                return None
+            case Clause(type="text" | "content"):
+                f = self._fulltext(c)
+                return RidSet("fulltext", f.sql, "rowid", f.args, _RANK[c.type])
+            case Clause(type="composite"):
+                return self._composite_rids(c, resource_type)
+            case Clause(type="near"):
+                return self._near_rids(c, resource_type)
             case Clause():
-                return self.clause(c, resource_type, r)
-            case Not():
-                return f"NOT ({self.criterion(c.inner, resource_type, r)})"
+                pid = self.pid(resource_type, c.param)
+                x = self.alias("x")
+                if pid is None:
+                    return RidSet(f"{TABLE[c.type]} {x}", NOTHING, f"{x}.rid", [], 0)
+                values = _join([self.value(c.type, c.modifier, v, x) for v in c.values], " OR ", NOTHING)
+                return RidSet(f"{TABLE[c.type]} {x}", f"{x}.pid = {int(pid)} AND ({values.sql})", f"{x}.rid",
+                              values.args, _RANK.get(c.type, 5))
             case Chain():
-                return self.chain(c, resource_type, r)
+                return self._chain_rids(c, resource_type)
             case Has():
-                return self.has(c, resource_type, r)
-            case AnyOf():
-                return "(" + (" OR ".join(self.criterion(i, resource_type, r) for i in c.criteria) or NOTHING) + ")"
-        raise TypeError(c)
+                return self._has_rids(c, resource_type)
+        return None
 
-    def chain(self, c: Chain, resource_type: str, r: str) -> str:
+    def _chain_rids(self, c: Chain, resource_type: str) -> RidSet | None:
         ref_pid = self.pid(resource_type, c.param)
+        ref = self.alias("ref")
         if ref_pid is None:
-            return NOTHING
-        ref, t = self.alias("ref"), self.alias("t")
-        per_type = []
+            return RidSet(f"idx_reference {ref}", NOTHING, f"{ref}.rid", [], 0)
+        union: list[Frag] = []
         for target in c.target_types:
-            self.args.append(target)
-            per_type.append(f"({t}.type = ? AND {self.criterion(c.inner, target, t)})")
-        inner = " OR ".join(per_type) or NOTHING
-        sql = (
-            f"{r}.rid IN (SELECT {ref}.rid FROM idx_reference {ref} JOIN resources {t} "
-            f"ON {t}.type = {ref}.type AND {t}.id = {ref}.id "
-            f"WHERE {ref}.pid = {int(ref_pid)} AND {t}.deleted = 0 AND ({inner}))"
-        )
-        return sql
+            inner = self.rids(c.inner, target)
+            if inner is None:
+                return None  # let the condition form handle it
+            t = self.alias("t")
+            sel = inner.select()
+            union.append(Frag(
+                f"SELECT {t}.type AS type, {t}.id AS id FROM ({sel.sql}) m{t} CROSS JOIN resources {t} "
+                f"ON {t}.rid = m{t}.{_column(inner.rid)} WHERE {t}.type = ? AND {t}.deleted = 0", [*sel.args, target]))
+        targets = _join(union, " UNION ALL ", "SELECT NULL AS type, NULL AS id WHERE 0")
+        source = (f"({targets.sql}) tg CROSS JOIN idx_reference {ref} ON {ref}.pid = {int(ref_pid)} "
+                  f"AND {ref}.type = tg.type AND {ref}.id = tg.id")
+        return RidSet(source, "1", f"{ref}.rid", targets.args, 3)
 
-    def has(self, c: Has, resource_type: str, r: str) -> str:
+    def _has_rids(self, c: Has, resource_type: str) -> RidSet | None:
         ref_pid = self.pid(c.source_type, c.ref_param)
+        t = self.alias("t")
         if ref_pid is None:
-            return NOTHING
-        ref, s = self.alias("ref"), self.alias("s")
-        self.args.append(resource_type)
-        inner = self.criterion(c.inner, c.source_type, s)
-        return (
-            f"{r}.id IN (SELECT {ref}.id FROM idx_reference {ref} WHERE {ref}.pid = {int(ref_pid)} "
-            f"AND {ref}.type = ? AND {ref}.rid IN (SELECT {s}.rid FROM resources {s} "
-            f"WHERE {s}.type = '{_quote(c.source_type)}' AND {s}.deleted = 0 AND ({inner})))"
-        )
+            return RidSet(f"resources {t}", NOTHING, f"{t}.rid", [], 0)
+        inner = self.rids(c.inner, c.source_type)
+        if inner is None:
+            return None
+        ref = self.alias("ref")
+        sel = inner.select()
+        source = (f"({sel.sql}) m{ref} CROSS JOIN idx_reference {ref} ON {ref}.rid = m{ref}.{_column(inner.rid)} "
+                  f"AND {ref}.pid = {int(ref_pid)} CROSS JOIN resources {t} ON {t}.type = {ref}.type "
+                  f"AND {t}.id = {ref}.id")
+        return RidSet(source, f"{ref}.type = ? AND {t}.deleted = 0", f"{t}.rid", [*sel.args, resource_type], 3)
 
-    def clause(self, c: Clause, resource_type: str, r: str) -> str:
-        if c.type == "id":
-            return self._ids(c, r)
-        if c.type == "lastUpdated":
-            return self._last_updated(c, r)
-        if c.type == "list":
-            return self._list(c, resource_type, r)
-        if c.type in ("text", "content"):
-            return self._fulltext(c, r)
-        code = "_text" if c.type == "text" else "_content" if c.type == "content" else c.param
-        pid = self.pid(resource_type, code)
-        table = TABLE[c.type]
-        if c.modifier == "missing":
-            assert isinstance(c.values[0], MissingValue)
-            if pid is None:
-                return "1" if c.values[0].missing else NOTHING
-            neg = "NOT " if c.values[0].missing else ""
-            return f"{r}.rid {neg}IN (SELECT rid FROM {table} WHERE pid = {int(pid)})"
-        if pid is None:
-            return NOTHING
-        if c.type == "composite":
-            return self._composite(c, resource_type, r)
-        ors = [self.value(c.type, c.modifier, v, "x") for v in c.values]
-        return f"{r}.rid IN (SELECT x.rid FROM {table} x WHERE x.pid = {int(pid)} AND ({' OR '.join(ors)}))"
-
-    def _ids(self, c: Clause, r: str) -> str:
-        ids = [v.code for v in c.values if isinstance(v, TokenValue)]
-        self.args.extend(ids)
-        return f"{r}.id IN ({','.join('?' for _ in ids)})"
-
-    def _last_updated(self, c: Clause, r: str) -> str:
-        ors = []
-        for v in c.values:
-            assert isinstance(v, DateValue)
-            # a point in time: the interval [lu, lu]
-            ors.append(self._date_condition(v, f"{r}.lu", f"{r}.lu"))
-        return "(" + " OR ".join(ors) + ")"
-
-    def _list(self, c: Clause, resource_type: str, r: str) -> str:
-        item_pid = self.pid("List", "item")
-        if item_pid is None:
-            return NOTHING
-        ids = [v.code for v in c.values if isinstance(v, TokenValue)]
-        lst, ref = self.alias("lst"), self.alias("ref")
-        self.args.extend(ids)
-        marks = ",".join("?" for _ in ids)
-        self.args.append(resource_type)
-        return (
-            f"{r}.id IN (SELECT {ref}.id FROM resources {lst} JOIN idx_reference {ref} ON {ref}.rid = {lst}.rid "
-            f"WHERE {lst}.type = 'List' AND {lst}.id IN ({marks}) AND {ref}.pid = {int(item_pid)} "
-            f"AND {ref}.type = ?)"
-        )
-
-    def _fulltext(self, c: Clause, r: str) -> str:
-        """``_text``/``_content``: every word of a value must start a word of the text (values are OR'd)."""
-        ors = []
+    def _near_rids(self, c: Clause, resource_type: str) -> RidSet:
+        """Locations within the distance: a latitude band from the index, then the great-circle distance."""
+        lat_pid = self.pid(resource_type, component_code(c.param, 0))
+        lon_pid = self.pid(resource_type, component_code(c.param, 1))
+        a, b = self.alias("lat"), self.alias("lon")
+        source = f"idx_number {a} JOIN idx_number {b} ON {b}.rid = {a}.rid AND {b}.grp = {a}.grp"
+        if lat_pid is None or lon_pid is None:
+            return RidSet(source, NOTHING, f"{a}.rid", [], 0)
+        ors: list[Frag] = []
         for value in c.values:
-            assert isinstance(value, StringValue)
-            words = value.norm.split()
-            if not words:
-                continue
-            column = "text" if c.type == "text" else "content"
-            self.args.append(f"{column}: (" + " AND ".join(f'"{w.replace(chr(34), "")}"*' for w in words) + ")")
-            ors.append("fulltext MATCH ?")
-        if not ors:
-            return NOTHING
-        return f"{r}.rid IN (SELECT rowid FROM fulltext WHERE {' OR '.join(ors)})"
+            assert isinstance(value, NearValue)
+            band = value.distance_km / 111.0 + 1e-9
+            ors.append(Frag(
+                f"({a}.value BETWEEN ? AND ? AND great_circle_km({a}.value, {b}.value, ?, ?) <= ?)",
+                [value.latitude - band, value.latitude + band, value.latitude, value.longitude,
+                 value.distance_km]))
+        joined = _join(ors, " OR ", NOTHING)
+        return RidSet(source, f"{a}.pid = {int(lat_pid)} AND {b}.pid = {int(lon_pid)} AND ({joined.sql})",
+                      f"{a}.rid", joined.args, 5)
 
-    def _composite(self, c: Clause, resource_type: str, r: str) -> str:
+    def _composite_rids(self, c: Clause, resource_type: str) -> RidSet | None:
         pids = [self.pid(resource_type, component_code(c.param, i)) for i in range(len(c.components))]
         if any(pid is None for pid in pids):
-            return NOTHING
-        ors = []
+            x = self.alias("x")
+            return RidSet(f"idx_token {x}", NOTHING, f"{x}.rid", [], 0)
+        selects: list[Frag] = []
         for value in c.values:
             assert isinstance(value, CompositeValue)
-            joins, conds = [], []
-            first = None
+            joins: list[str] = []
+            conds: list[Frag] = []
+            first = ""
             for pid, ctype, part in zip(pids, c.components, value.parts, strict=True):
-                assert pid is not None
                 a = self.alias("c")
-                cond = self.value(ctype, None, part, a)
-                if first is None:
+                if not first:
                     first = a
                     joins.append(f"{TABLE[ctype]} {a}")
                 else:
                     joins.append(f"JOIN {TABLE[ctype]} {a} ON {a}.rid = {first}.rid AND {a}.grp = {first}.grp")
-                conds.append(f"{a}.pid = {int(pid)} AND ({cond})")
-            ors.append(f"{r}.rid IN (SELECT {first}.rid FROM {' '.join(joins)} WHERE {' AND '.join(conds)})")
-        return "(" + (" OR ".join(ors) or NOTHING) + ")"
+                cond = self.value(ctype, None, part, a)
+                conds.append(Frag(f"{a}.pid = {int(pid or 0)} AND ({cond.sql})", cond.args))
+            where = _join(conds, " AND ", "1")
+            selects.append(Frag(f"SELECT {first}.rid AS rid FROM {' '.join(joins)} WHERE {where.sql}", where.args))
+        union = _join(selects, " UNION ", "SELECT NULL AS rid WHERE 0")
+        return RidSet(f"({union.sql}) u", "1", "u.rid", union.args, _RANK["composite"])
+
+    # -- conditions -----------------------------------------------------------------------------------------
+
+    def cond(self, c: Criterion, resource_type: str, r: str) -> Frag:
+        """A condition that is true for the resources row ``r`` when it matches ``c``."""
+        match c:
+            case Not():
+                inner = self.cond(c.inner, resource_type, r)
+                return Frag(f"NOT ({inner.sql})", inner.args)
+            case AnyOf():
+                parts = [self.cond(i, resource_type, r) for i in c.criteria]
+                joined = _join(parts, " OR ", NOTHING)
+                return Frag(f"({joined.sql})", joined.args)
+            case Chain():
+                return self._chain_cond(c, resource_type, r)
+            case Has():
+                return self._has_cond(c, resource_type, r)
+            case Clause():
+                return self._clause_cond(c, resource_type, r)
+        raise TypeError(c)
+
+    def _clause_cond(self, c: Clause, resource_type: str, r: str) -> Frag:
+        if c.type == "id":
+            ids = [v.code for v in c.values if isinstance(v, TokenValue)]
+            return Frag(f"{r}.id IN ({','.join('?' for _ in ids)})", list(ids))
+        if c.type == "lastUpdated":
+            parts = [self._date(v, f"{r}.lu", f"{r}.lu") for v in c.values if isinstance(v, DateValue)]
+            joined = _join(parts, " OR ", NOTHING)
+            return Frag(f"({joined.sql})", joined.args)
+        if c.type == "list":
+            return self._list(c, resource_type, r)
+        if c.modifier == "missing":
+            assert isinstance(c.values[0], MissingValue)
+            pid = self.pid(resource_type, c.param)
+            if pid is None:
+                return Frag("1" if c.values[0].missing else NOTHING)
+            x = self.alias("x")
+            exists = f"EXISTS (SELECT 1 FROM {TABLE[c.type]} {x} WHERE {x}.rid = {r}.rid AND {x}.pid = {int(pid)})"
+            return Frag(f"NOT {exists}" if c.values[0].missing else exists)
+        rids = self.rids(c, resource_type)
+        assert rids is not None
+        if c.type in ("text", "content", "composite", "near"):
+            sel = rids.select()
+            return Frag(f"{r}.rid IN ({sel.sql})", sel.args)
+        return Frag(f"EXISTS (SELECT 1 FROM {rids.source} WHERE {rids.rid} = {r}.rid AND {rids.where})", rids.args)
+
+    def _chain_cond(self, c: Chain, resource_type: str, r: str) -> Frag:
+        ref_pid = self.pid(resource_type, c.param)
+        if ref_pid is None:
+            return Frag(NOTHING)
+        ref, t = self.alias("ref"), self.alias("t")
+        per_type = []
+        for target in c.target_types:
+            inner = self.cond(c.inner, target, t)
+            per_type.append(Frag(f"({t}.type = ? AND {inner.sql})", [target, *inner.args]))
+        targets = _join(per_type, " OR ", NOTHING)
+        return Frag(
+            f"EXISTS (SELECT 1 FROM idx_reference {ref} JOIN resources {t} ON {t}.type = {ref}.type "
+            f"AND {t}.id = {ref}.id WHERE {ref}.rid = {r}.rid AND {ref}.pid = {int(ref_pid)} "
+            f"AND {t}.deleted = 0 AND ({targets.sql}))", targets.args)
+
+    def _has_cond(self, c: Has, resource_type: str, r: str) -> Frag:
+        ref_pid = self.pid(c.source_type, c.ref_param)
+        if ref_pid is None:
+            return Frag(NOTHING)
+        ref, s = self.alias("ref"), self.alias("s")
+        inner = self.cond(c.inner, c.source_type, s)
+        return Frag(
+            f"EXISTS (SELECT 1 FROM idx_reference {ref} JOIN resources {s} ON {s}.rid = {ref}.rid "
+            f"WHERE {ref}.pid = {int(ref_pid)} AND {ref}.type = ? AND {ref}.id = {r}.id AND {s}.deleted = 0 "
+            f"AND ({inner.sql}))", [resource_type, *inner.args])
+
+    def _list(self, c: Clause, resource_type: str, r: str) -> Frag:
+        item_pid = self.pid("List", "item")
+        if item_pid is None:
+            return Frag(NOTHING)
+        ids = [v.code for v in c.values if isinstance(v, TokenValue)]
+        lst, ref = self.alias("lst"), self.alias("ref")
+        marks = ",".join("?" for _ in ids)
+        return Frag(
+            f"EXISTS (SELECT 1 FROM resources {lst} JOIN idx_reference {ref} ON {ref}.rid = {lst}.rid "
+            f"WHERE {lst}.type = 'List' AND {lst}.deleted = 0 AND {lst}.id IN ({marks}) "
+            f"AND {ref}.pid = {int(item_pid)} AND {ref}.type = ? AND {ref}.id = {r}.id)", [*ids, resource_type])
+
+    def _fulltext(self, c: Clause) -> Frag:
+        """``_text``/``_content``: every word of a value must start a word of the text (values are OR'd)."""
+        column = "text" if c.type == "text" else "content"
+        queries = []
+        for value in c.values:
+            assert isinstance(value, StringValue)
+            words = value.norm.split()
+            if words:
+                queries.append("(" + " AND ".join(f'"{w.replace(chr(34), "")}"*' for w in words) + ")")
+        if not queries:
+            return Frag(NOTHING)
+        return Frag("fulltext MATCH ?", [f"{column}: ({' OR '.join(queries)})"])
 
     # -- values -----------------------------------------------------------------------------------------------
 
-    def value(self, ptype: str, modifier: str | None, v: Value, x: str) -> str:
-        a = self.args
+    def value(self, ptype: str, modifier: str | None, v: Value, x: str) -> Frag:
         match v:
             case StringValue():
                 if modifier == "exact":
-                    a.append(v.text)
-                    return f"{x}.exact = ?"
+                    return Frag(f"{x}.exact = ?", [v.text])
                 if modifier == "contains":
-                    a.append(f"%{like_escape(v.norm)}%")
-                    return f"{x}.norm LIKE ? ESCAPE '\\'"
+                    return Frag(f"{x}.norm LIKE ? ESCAPE '\\'", [f"%{like_escape(v.norm)}%"])
                 low, high = string_prefix_bounds(v.norm)
-                a.extend((low, high))
-                return f"({x}.norm >= ? AND {x}.norm < ?)"
+                return Frag(f"({x}.norm >= ? AND {x}.norm < ?)", [low, high])
             case TokenValue():
                 return self._token(modifier, v, x)
             case DateValue():
-                return self._date_condition(v, f"{x}.low", f"{x}.high")
+                return self._date(v, f"{x}.low", f"{x}.high")
             case NumberValue():
                 return self._number(v.prefix, float(v.value), v.low, v.high, f"{x}.value")
             case QuantityValue():
@@ -225,143 +339,114 @@ class Compiler:
                 return self._reference(v, x)
             case UriValue():
                 if modifier == "below":
-                    a.append(f"{like_escape(v.uri)}%")
-                    return f"{x}.uri LIKE ? ESCAPE '\\'"
+                    return Frag(f"{x}.uri LIKE ? ESCAPE '\\'", [f"{like_escape(v.uri)}%"])
                 if modifier == "above":
-                    a.append(v.uri)
-                    return f"substr(?, 1, length({x}.uri)) = {x}.uri"
-                a.append(v.uri)
-                return f"{x}.uri = ?"
+                    return Frag(f"substr(?, 1, length({x}.uri)) = {x}.uri", [v.uri])
+                return Frag(f"{x}.uri = ?", [v.uri])
         raise NotSupported(f"cannot search {ptype} by {type(v).__name__}")
 
-    def _token(self, modifier: str | None, v: TokenValue, x: str) -> str:
-        a = self.args
+    def _token(self, modifier: str | None, v: TokenValue, x: str) -> Frag:
         if modifier == "text":
             low, high = string_prefix_bounds(v.code or "")
-            a.extend((low, high))
-            return f"({x}.text >= ? AND {x}.text < ?)"
-        parts = []
+            return Frag(f"({x}.text >= ? AND {x}.text < ?)", [low, high])
+        parts: list[str] = []
+        args: list[Any] = []
         if modifier == "of-type":
-            a.extend((v.type_system or "", v.type_code or ""))
             parts.append(f"{x}.type_system = ? AND {x}.type_code = ?")
+            args.extend((v.type_system or "", v.type_code or ""))
         if v.code is not None:
-            a.append(v.code)
             parts.append(f"{x}.code = ?")
+            args.append(v.code)
         if v.system is not None:
-            a.append(v.system)
             parts.append(f"{x}.system = ?")
+            args.append(v.system)
         if v.code is None and v.system is None:
-            return NOTHING
-        return "(" + " AND ".join(parts) + ")"
+            return Frag(NOTHING)
+        return Frag("(" + " AND ".join(parts) + ")", args)
 
-    def _date_condition(self, v: DateValue, low: str, high: str) -> str:
-        a = self.args
+    def _date(self, v: DateValue, low: str, high: str) -> Frag:
         inside = f"({low} >= ? AND {high} <= ?)"
         match v.prefix:
             case "eq":
-                a.extend((v.low, v.high))
-                return inside
+                return Frag(inside, [v.low, v.high])
             case "ne":
-                a.extend((v.low, v.high))
-                return f"NOT {inside}"
+                return Frag(f"NOT {inside}", [v.low, v.high])
             case "gt":
-                a.append(v.high)
-                return f"{high} > ?"
+                return Frag(f"{high} > ?", [v.high])
             case "lt":
-                a.append(v.low)
-                return f"{low} < ?"
+                return Frag(f"{low} < ?", [v.low])
             case "ge":
-                a.extend((v.high, v.low, v.high))
-                return f"({high} > ? OR {inside})"
+                return Frag(f"({high} > ? OR {inside})", [v.high, v.low, v.high])
             case "le":
-                a.extend((v.low, v.low, v.high))
-                return f"({low} < ? OR {inside})"
+                return Frag(f"({low} < ? OR {inside})", [v.low, v.low, v.high])
             case "sa":
-                a.append(v.high)
-                return f"{low} >= ?"
+                return Frag(f"{low} >= ?", [v.high])
             case "eb":
-                a.append(v.low)
-                return f"{high} <= ?"
+                return Frag(f"{high} <= ?", [v.low])
             case "ap":
                 ap_low, ap_high = date_ap_range(v.low, v.high, self.now() if self.now else None)
-                a.extend((ap_high, ap_low))
-                return f"({low} < ? AND {high} > ?)"
+                return Frag(f"({low} < ? AND {high} > ?)", [ap_high, ap_low])
         raise ValueError(v.prefix)
 
-    def _number(self, prefix: str, s_value: float, s_low: float, s_high: float, col: str) -> str:
-        a = self.args
+    def _number(self, prefix: str, s_value: float, s_low: float, s_high: float, col: str) -> Frag:
         match prefix:
             case "eq":
-                a.extend((s_low, s_high))
-                return f"({col} >= ? AND {col} < ?)"
+                return Frag(f"({col} >= ? AND {col} < ?)", [s_low, s_high])
             case "ne":
-                a.extend((s_low, s_high))
-                return f"NOT ({col} >= ? AND {col} < ?)"
+                return Frag(f"NOT ({col} >= ? AND {col} < ?)", [s_low, s_high])
             case "gt" | "sa":
-                a.append(s_value)
-                return f"{col} > ?"
+                return Frag(f"{col} > ?", [s_value])
             case "lt" | "eb":
-                a.append(s_value)
-                return f"{col} < ?"
+                return Frag(f"{col} < ?", [s_value])
             case "ge":
-                a.append(s_value)
-                return f"{col} >= ?"
+                return Frag(f"{col} >= ?", [s_value])
             case "le":
-                a.append(s_value)
-                return f"{col} <= ?"
+                return Frag(f"{col} <= ?", [s_value])
             case "ap":
                 ap_low, ap_high = number_ap_range(s_value)
-                a.extend((ap_low, ap_high))
-                return f"({col} >= ? AND {col} <= ?)"
+                return Frag(f"({col} >= ? AND {col} <= ?)", [ap_low, ap_high])
         raise ValueError(prefix)
 
-    def _quantity(self, v: QuantityValue, x: str) -> str:
-        a = self.args
+    def _quantity(self, v: QuantityValue, x: str) -> Frag:
         if v.canonical_code is not None and v.canonical_value is not None:
             assert v.canonical_low is not None and v.canonical_high is not None
-            a.append(v.canonical_code)
             cond = self._number(v.prefix, v.canonical_value, v.canonical_low, v.canonical_high, f"{x}.cvalue")
-            return f"({x}.ccode = ? AND {cond})"
-        parts = []
+            return Frag(f"({x}.ccode = ? AND {cond.sql})", [v.canonical_code, *cond.args])
+        parts: list[str] = []
+        args: list[Any] = []
         if v.system is not None:
-            a.append(v.system)
             parts.append(f"{x}.system = ?")
+            args.append(v.system)
         if v.code is not None:
-            a.extend((v.code, v.code))
             parts.append(f"({x}.code = ? OR {x}.unit = ?)")
-        parts.append(self._number(v.prefix, float(v.value), v.low, v.high, f"{x}.value"))
-        return "(" + " AND ".join(parts) + ")"
+            args.extend((v.code, v.code))
+        number = self._number(v.prefix, float(v.value), v.low, v.high, f"{x}.value")
+        parts.append(number.sql)
+        args.extend(number.args)
+        return Frag("(" + " AND ".join(parts) + ")", args)
 
-    def _reference(self, v: ReferenceValue, x: str) -> str:
-        a = self.args
+    def _reference(self, v: ReferenceValue, x: str) -> Frag:
+        parts: list[str] = []
+        args: list[Any] = []
+
+        def add(column: str, value: str | None) -> None:
+            if value is not None:
+                parts.append(f"{x}.{column} = ?")
+                args.append(value)
+
         if v.identifier_value is not None or v.identifier_system is not None:
-            parts = []
-            if v.identifier_value is not None:
-                a.append(v.identifier_value)
-                parts.append(f"{x}.ident_value = ?")
-            if v.identifier_system is not None:
-                a.append(v.identifier_system)
-                parts.append(f"{x}.ident_system = ?")
-            return "(" + " AND ".join(parts) + ")"
-        if v.url is not None:
-            a.append(v.url)
-            cond = f"{x}.url = ?"
-            if v.version is not None:
-                a.append(v.version)
-                cond += f" AND {x}.version = ?"
-            return f"({cond})"
-        parts = []
-        if v.id is not None:
-            a.append(v.id)
-            parts.append(f"{x}.id = ?")
-        if v.type is not None:
-            a.append(v.type)
-            parts.append(f"{x}.type = ?")
-        if v.version is not None:
-            a.append(v.version)
-            parts.append(f"{x}.version = ?")
-        return "(" + (" AND ".join(parts) or NOTHING) + ")"
+            add("ident_value", v.identifier_value)
+            add("ident_system", v.identifier_system)
+        elif v.url is not None:
+            add("url", v.url)
+            add("version", v.version)
+        else:
+            add("type", v.type)
+            add("id", v.id)
+            add("version", v.version)
+        return Frag("(" + (" AND ".join(parts) or NOTHING) + ")", args)
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+def _column(qualified: str) -> str:
+    """``x3.rid`` → ``rid`` (the name of the column a DISTINCT subquery exposes)."""
+    return qualified.rsplit(".", 1)[-1]

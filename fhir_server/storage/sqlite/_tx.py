@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from fhir_server import jsonio
 from fhir_server.errors import Conflict, InvalidRequest
-from fhir_server.storage import preconditions
 from fhir_server.search.model import SearchQuery
-from fhir_server.storage._meta import MonotonicClock, epoch_of, with_meta
+from fhir_server.storage import preconditions
+from fhir_server.storage._meta import MonotonicClock, with_meta
 from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
-from fhir_server.storage.sqlite._index_rows import ParamIds, delete_rows, write_rows
+from fhir_server.storage.sqlite._index_rows import FulltextOp, ParamIds, delete_rows, write_rows
 from fhir_server.storage.sqlite._search_exec import find_ids
 
 _CURRENT = """
@@ -44,6 +44,7 @@ class TxWriter:
         self.conn = conn
         self.ids = ids
         self.clock = MonotonicClock()
+        self.fulltext: list[FulltextOp] = []  # deferred to the end of the batch (see apply_fulltext)
 
     def _find(self, query: SearchQuery) -> list[str]:
         return find_ids(self.conn, self.ids, query, 2)
@@ -56,7 +57,18 @@ class TxWriter:
             return self._create(op)
         if op.method == "update":
             return self._update(op)
+        if op.method == "reindex":
+            return self._reindex(op)
         return self._delete(op)
+
+    def _reindex(self, op: WriteOp) -> WriteOutcome:
+        assert op.id is not None and op.index is not None
+        current = _current(self.conn, op.resource_type, op.id)
+        if current is None or current.stored.deleted or current.stored.version != op.if_match:
+            return WriteOutcome(200, op.resource_type, op.id, None, noop=True)
+        delete_rows(self.conn, current.rid, self.fulltext)
+        write_rows(self.conn, self.ids, op.resource_type, current.rid, op.index, self.fulltext)
+        return WriteOutcome(200, op.resource_type, op.id, current.stored)
 
     def _create(self, op: WriteOp) -> WriteOutcome:
         if op.if_none_exist is not None:
@@ -111,8 +123,8 @@ class TxWriter:
     ) -> StoredVersion:
         conn = self.conn
         version = current.stored.version + 1 if current else 1
-        last_updated = self.clock.now()
-        method: Method = "delete" if resource is None else op.method
+        last_updated, epoch = self.clock.now_with_epoch()
+        method: Method = "delete" if resource is None else "create" if op.method == "create" else "update"
         body = None if resource is None else jsonio.dumps(with_meta(resource, version, last_updated))
         if current is None:
             new_rid = conn.execute(
@@ -129,10 +141,10 @@ class TxWriter:
         ).lastrowid
         conn.execute(
             "UPDATE resources SET version = ?, deleted = ?, current_seq = ?, lu = ? WHERE rid = ?",
-            (version, 1 if resource is None else 0, seq, epoch_of(last_updated), rid),
+            (version, 1 if resource is None else 0, seq, epoch, rid),
         )
         if current is not None:
-            delete_rows(conn, rid)
+            delete_rows(conn, rid, self.fulltext)
         if index is not None and resource is not None:
-            write_rows(conn, self.ids, op.resource_type, rid, index)
+            write_rows(conn, self.ids, op.resource_type, rid, index, self.fulltext)
         return StoredVersion(op.resource_type, id, version, last_updated, method, body)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fhir_server.errors import FhirError, InternalError, ServiceUnavailable
 from fhir_server.storage.base import WriteOp, WriteOutcome
-from fhir_server.storage.sqlite._index_rows import ParamIds
+from fhir_server.storage.sqlite._index_rows import ParamIds, apply_fulltext
 from fhir_server.storage.sqlite._schema import connect
 from fhir_server.storage.sqlite._tx import TxWriter
 
@@ -124,6 +124,7 @@ class Writer:
         for job in batch:
             conn.execute("SAVEPOINT request")
             mark = self._ids.mark()
+            fulltext_mark = len(tx.fulltext)
             try:
                 job.result = tx.apply(job.ops)
                 conn.execute("RELEASE request")
@@ -131,16 +132,20 @@ class Writer:
                 conn.execute("ROLLBACK TO request")
                 conn.execute("RELEASE request")
                 self._ids.rollback_to(mark)
+                del tx.fulltext[fulltext_mark:]
                 if isinstance(exc, FhirError):
                     job.error = exc
                 else:
                     log.exception("write failed")
                     job.error = InternalError("the write failed; nothing was stored")
         try:
+            apply_fulltext(conn, tx.fulltext)
+            tx.fulltext.clear()
             conn.execute("COMMIT")
             self._ids.committed()
         except sqlite3.Error as exc:
             log.error("commit failed: %s", exc)
+            tx.fulltext.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._ids.rollback_to(0)

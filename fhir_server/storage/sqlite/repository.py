@@ -29,8 +29,8 @@ from fhir_server.storage.base import (
     WriteOp,
     WriteOutcome,
 )
-from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._index_rows import ParamIds
+from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
 from fhir_server.storage.sqlite._writer import Writer
 
