@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BATCH = 400
 
 
-async def load(data_dir: Path, patients: int, extra: int) -> None:
+async def load(data_dir: Path, patients: int, extra: int, part: int = 0, parts: int = 1) -> None:
+    """Load clone ``n`` (and extra patient ``n``) when ``n % parts == part``: several processes can share the
+    work (each validates and indexes on its own core; SQLite serialises their commits)."""
     from fhir_server.app import create_app
     from fhir_server.errors import FhirError
     from fhir_server.settings import Settings
@@ -71,7 +73,7 @@ async def load(data_dir: Path, patients: int, extra: int) -> None:
         batch.append(op)
 
     families: list[dict[str, Any]] = []
-    for bundle in synthea.clones(patients, resolved=True):
+    for n, bundle in enumerate(synthea.clones(patients, resolved=True, part=part, parts=parts)):
         for resource in synthea.resources_of(bundle):
             add(resource)
             if resource["resourceType"] == "Patient" and len(families) < 200:
@@ -79,10 +81,10 @@ async def load(data_dir: Path, patients: int, extra: int) -> None:
             done += 1
             if len(batch) >= BATCH:
                 await flush()
-        if done % 20000 < 300:
+        if n % 50 == 0:
             rate = done / (time.perf_counter() - started)
             print(f"\r{done:,} resources, {rate:,.0f}/s", end="", flush=True)
-    for n in range(extra):
+    for n in range(part, extra, parts):
         template = families[n % len(families)]
         patient = json.loads(json.dumps(template))
         patient["id"] = f"extra-{n}"
@@ -225,6 +227,29 @@ def run_wrk(port: int, paths: list[str], connections: int, seconds: int) -> dict
     return stats
 
 
+def _load_part(data_dir: str, patients: int, extra: int, part: int, parts: int) -> None:
+    if part:
+        time.sleep(3)  # let the first process create the schema
+    asyncio.run(load(Path(data_dir), patients, extra, part, parts))
+
+
+def _load_in_processes(args: argparse.Namespace) -> None:
+    import multiprocessing
+
+    parts = max(1, args.load_processes)
+    started = time.perf_counter()
+    procs = [multiprocessing.Process(target=_load_part, args=(str(args.data_dir), args.patients,
+                                                               args.extra_patients, k, parts))
+             for k in range(parts)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"a loader process failed ({p.exitcode})")
+    print(f"\nload finished in {time.perf_counter() - started:,.0f} s with {parts} processes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, default=10_000)
@@ -233,11 +258,12 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--load-processes", type=int, default=2)
     args = parser.parse_args()
     if not args.skip_load:
         if args.data_dir.exists():
             shutil.rmtree(args.data_dir)
-        asyncio.run(load(args.data_dir, args.patients, args.extra_patients))
+        _load_in_processes(args)
     db = args.data_dir / "infirmary.db"
     import sqlite3
 

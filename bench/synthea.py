@@ -62,10 +62,11 @@ class _Template:
         return bundle
 
 
-def clones(patients: int, *, resolved: bool = False) -> Iterator[dict[str, Any]]:
-    """Transaction Bundles, one per patient, cycling over the samples until ``patients`` are made."""
+def clones(patients: int, *, resolved: bool = False, part: int = 0, parts: int = 1) -> Iterator[dict[str, Any]]:
+    """Transaction Bundles, one per patient, cycling over the samples until ``patients`` are made (only those
+    with ``n % parts == part``, to share the work between processes)."""
     templates = [_Template(bundle, resolved) for _, bundle in sample_bundles()]
-    for n in range(patients):
+    for n in range(part, patients, parts):
         yield templates[n % len(templates)].render(n // len(templates))
 
 

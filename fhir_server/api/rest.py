@@ -242,7 +242,7 @@ async def history(request: Request) -> Response:
 async def capabilities(request: Request) -> Response:
     fmt = negotiate(request)
     c = ctx(request)
-    return fhir_response(capability_statement(c.defs, c.base_url(request), c.started), fmt)
+    return fhir_response(capability_statement(c.defs, c.search.registry, c.base_url(request), c.started), fmt)
 
 
 async def search_system(request: Request) -> Response:

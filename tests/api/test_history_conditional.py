@@ -162,6 +162,10 @@ async def test_capability_statement(client: httpx.AsyncClient) -> None:
     types = {res["type"]: res for res in cs["rest"][0]["resource"]}
     assert len(types) == 146
     patient = {i["code"] for i in types["Patient"]["interaction"]}
-    assert patient == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"}
+    assert patient == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+                       "search-type"}
     assert types["Patient"]["conditionalDelete"] == "single"
-    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"history-system"}
+    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"history-system", "search-system"}
+    params = {p["name"]: p["type"] for p in types["Patient"]["searchParam"]}
+    assert params["birthdate"] == "date" and params["_id"] == "token" and params["_tag"] == "token"
+    assert "Observation:subject" in types["Observation"]["searchInclude"]

@@ -241,6 +241,9 @@ class Compiler:
         raise TypeError(c)
 
     def _clause_cond(self, c: Clause, resource_type: str, r: str) -> Frag:
+        if c.modifier == "missing" and c.type in ("id", "lastUpdated"):
+            assert isinstance(c.values[0], MissingValue)
+            return Frag(NOTHING if c.values[0].missing else "1")  # every resource has an id and a lastUpdated
         if c.type == "id":
             ids = [v.code for v in c.values if isinstance(v, TokenValue)]
             return Frag(f"{r}.id IN ({','.join('?' for _ in ids)})", list(ids))
@@ -339,7 +342,8 @@ class Compiler:
                 return self._reference(v, x)
             case UriValue():
                 if modifier == "below":
-                    return Frag(f"{x}.uri LIKE ? ESCAPE '\\'", [f"{like_escape(v.uri)}%"])
+                    low, high = string_prefix_bounds(v.uri)  # case-sensitive, and the index serves it
+                    return Frag(f"({x}.uri >= ? AND {x}.uri < ?)", [low, high])
                 if modifier == "above":
                     return Frag(f"substr(?, 1, length({x}.uri)) = {x}.uri", [v.uri])
                 return Frag(f"{x}.uri = ?", [v.uri])
@@ -408,10 +412,17 @@ class Compiler:
         raise ValueError(prefix)
 
     def _quantity(self, v: QuantityValue, x: str) -> Frag:
+        direct = self._quantity_as_written(v, x)
         if v.canonical_code is not None and v.canonical_value is not None:
+            # values in a convertible UCUM unit compare in canonical units; values whose unit has no canonical
+            # form (another system, or only a unit text) still match on code or unit as written
             assert v.canonical_low is not None and v.canonical_high is not None
             cond = self._number(v.prefix, v.canonical_value, v.canonical_low, v.canonical_high, f"{x}.cvalue")
-            return Frag(f"({x}.ccode = ? AND {cond.sql})", [v.canonical_code, *cond.args])
+            return Frag(f"(({x}.ccode = ? AND {cond.sql}) OR ({x}.ccode = '' AND {direct.sql}))",
+                        [v.canonical_code, *cond.args, *direct.args])
+        return direct
+
+    def _quantity_as_written(self, v: QuantityValue, x: str) -> Frag:
         parts: list[str] = []
         args: list[Any] = []
         if v.system is not None:
