@@ -7,7 +7,16 @@ from pathlib import Path
 
 from fhir_server.search.values import great_circle_km
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# statements that bring a store of version N to N + 1 (the new objects themselves come from SCHEMA)
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    3: (
+        "DROP INDEX IF EXISTS idx_reference_url",
+        "DROP INDEX IF EXISTS idx_reference_ident",
+        "DROP INDEX IF EXISTS idx_quantity_canonical",
+    ),
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,7 +92,8 @@ CREATE TABLE IF NOT EXISTS idx_quantity (
     PRIMARY KEY (pid, code, system, value, low, high, rid, grp, unit)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_quantity_rid ON idx_quantity (rid);
-CREATE INDEX IF NOT EXISTS idx_quantity_canonical ON idx_quantity (pid, ccode, cvalue);
+-- partial indexes: most rows have no canonical unit, url or identifier, and need no entry
+CREATE INDEX IF NOT EXISTS idx_quantity_by_canonical ON idx_quantity (pid, ccode, cvalue) WHERE ccode != '';
 
 CREATE TABLE IF NOT EXISTS idx_reference (
     pid INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
@@ -91,8 +101,8 @@ CREATE TABLE IF NOT EXISTS idx_reference (
     PRIMARY KEY (pid, id, type, rid, grp, version, url, ident_system, ident_value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid);
-CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (pid, url);
-CREATE INDEX IF NOT EXISTS idx_reference_ident ON idx_reference (pid, ident_value);
+CREATE INDEX IF NOT EXISTS idx_reference_by_url ON idx_reference (pid, url) WHERE url != '';
+CREATE INDEX IF NOT EXISTS idx_reference_by_ident ON idx_reference (pid, ident_value) WHERE ident_value != '';
 
 CREATE TABLE IF NOT EXISTS idx_uri (
     pid INTEGER NOT NULL, uri TEXT NOT NULL, rid INTEGER NOT NULL, grp INTEGER NOT NULL,
@@ -122,12 +132,19 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 
 
 def initialise(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)  # every statement is idempotent (IF NOT EXISTS)
+    """Create the schema, or migrate an older store to it (in one transaction per step)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute("BEGIN IMMEDIATE")
     row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif int(row[0]) != SCHEMA_VERSION:
+    version = int(row[0]) if row is not None else None
+    if version is not None and (version > SCHEMA_VERSION or version < min(MIGRATIONS, default=SCHEMA_VERSION)):
         conn.execute("ROLLBACK")
-        raise RuntimeError(f"store schema version {row[0]} is not supported (expected {SCHEMA_VERSION})")
+        raise RuntimeError(f"store schema version {version} is not supported (this server: {SCHEMA_VERSION})")
+    while version is not None and version < SCHEMA_VERSION:
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+        version += 1
     conn.execute("COMMIT")
+    conn.executescript(SCHEMA)  # every statement is idempotent (IF NOT EXISTS): creates what is missing
+    conn.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('schema_version', ?)",
+                 (str(SCHEMA_VERSION),))

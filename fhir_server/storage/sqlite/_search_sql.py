@@ -418,7 +418,8 @@ class Compiler:
             # form (another system, or only a unit text) still match on code or unit as written
             assert v.canonical_low is not None and v.canonical_high is not None
             cond = self._number(v.prefix, v.canonical_value, v.canonical_low, v.canonical_high, f"{x}.cvalue")
-            return Frag(f"(({x}.ccode = ? AND {cond.sql}) OR ({x}.ccode = '' AND {direct.sql}))",
+            # "ccode != ''" lets SQLite use the partial index on canonical units
+            return Frag(f"(({x}.ccode = ? AND {x}.ccode != '' AND {cond.sql}) OR ({x}.ccode = '' AND {direct.sql}))",
                         [v.canonical_code, *cond.args, *direct.args])
         return direct
 
@@ -444,6 +445,8 @@ class Compiler:
             if value is not None:
                 parts.append(f"{x}.{column} = ?")
                 args.append(value)
+                if column in ("url", "ident_value"):
+                    parts.append(f"{x}.{column} != ''")  # lets SQLite use the partial index
 
         if v.identifier_value is not None or v.identifier_system is not None:
             add("ident_value", v.identifier_value)
