@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         defs=defs,
         repo=repo,
         resources=resources,
-        search=SearchService(repo, registry, defs, paging),
+        search=SearchService(repo, registry, defs, paging, settings.search.total_budget_ms),
         paging=paging,
         started=format_instant(time.time()),
         runner=runner,
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the event loop and the store's writer thread share the GIL; a shorter switch interval stops one from
+        # starving the other for the default 5 ms after every blocking call (measured: docs/benchmarks.md)
+        sys.setswitchinterval(settings.server.switch_interval_ms / 1000)
         await repo.open()
         await search_params.load()
         try:

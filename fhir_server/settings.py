@@ -16,6 +16,7 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    switch_interval_ms: float = Field(1.0, gt=0, description="Python's thread switch interval (GIL hand-over)")
     base_url: str | None = Field(
         None, description="Public base URL of the FHIR API (e.g. https://fhir.example.org/fhir); derived from the request when unset"
     )
@@ -33,6 +34,12 @@ class PagingSettings(BaseModel):
     max_count: int = Field(1000, ge=1)
 
 
+class SearchSettings(BaseModel):
+    total_budget_ms: int = Field(
+        25, ge=0, description="without _total=accurate, Bundle.total is left out when counting takes longer"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
 
@@ -42,6 +49,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     paging: PagingSettings = PagingSettings()
+    search: SearchSettings = SearchSettings()
 
     def sqlite_file(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "infirmary.db"

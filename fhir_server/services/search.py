@@ -40,7 +40,11 @@ from fhir_server.storage.base import IncludeSpec, Repository, SearchPage, Search
 
 
 class SearchService:
-    def __init__(self, repo: Repository, registry: SearchRegistry, defs: Definitions, paging: Paging) -> None:
+    def __init__(
+        self, repo: Repository, registry: SearchRegistry, defs: Definitions, paging: Paging,
+        total_budget_ms: int | None = 25,
+    ) -> None:
+        self.total_budget_ms = total_budget_ms
         self.repo = repo
         self.registry = registry
         self.defs = defs
@@ -80,7 +84,8 @@ class SearchService:
             total = await self.repo.count_matches(query)
             return self._bundle(base_url, path, query, parsed.warnings, None, total, [], [])
         count = self.paging.default_count if query.count is None else query.count
-        request = SearchRequest(query, count, cursor, total=query.total != "none",
+        budget = None if query.total == "accurate" else self.total_budget_ms
+        request = SearchRequest(query, count, cursor, total=query.total != "none", total_budget_ms=budget,
                                 includes=self._includes(query))
         page = await self.repo.search(request)
         return self._bundle(base_url, path, query, parsed.warnings, page, page.total, page.matches, page.included)

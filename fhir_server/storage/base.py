@@ -132,6 +132,7 @@ class SearchRequest:
     count: int
     cursor: str | None = None  # an opaque cursor this backend issued (next/previous page)
     total: bool = True  # count all matches
+    total_budget_ms: int | None = None  # give up counting (total None) after this long; None: always count
     includes: tuple[IncludeSpec, ...] = ()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fhir_server.search.values import great_circle_km
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # statements that bring a store of version N to N + 1 (the new objects themselves come from SCHEMA)
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -16,6 +16,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS idx_reference_ident",
         "DROP INDEX IF EXISTS idx_quantity_canonical",
     ),
+    4: (),  # version 5 adds resources_by_type
 }
 
 SCHEMA = """
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS resources (
     UNIQUE (type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_by_lu ON resources (type, lu);
+-- one type in rid order (an index on type alone is ordered by type, then rowid): searches that scan a type
+-- meet their first page early and need no sort
+CREATE INDEX IF NOT EXISTS resources_by_type ON resources (type);
 
 -- every version ever written, in commit order (seq), body NULL for a delete
 CREATE TABLE IF NOT EXISTS versions (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from fhir_server.errors import InvalidRequest
 from fhir_server.search.model import Clause, SearchQuery, SortKey
 from fhir_server.storage.base import IncludeSpec, SearchPage, SearchRequest, StoredVersion
 from fhir_server.storage.sqlite._index_rows import ParamIds
-from fhir_server.storage.sqlite._search_sql import TABLE, Compiler
+from fhir_server.storage.sqlite._search_sql import TABLE, Compiler, TypeCounts
 
 MAX_INCLUDE_ROUNDS = 4
 _COLUMNS = "r.rid, r.type, r.id, r.version, v.last_updated, v.method, v.body"
@@ -37,12 +38,12 @@ class MatchSql:
     args: list[Any]
 
 
-def _match(compiler: Compiler, query: SearchQuery) -> MatchSql:
+def _match(compiler: Compiler, query: SearchQuery, *, sorted_by_rid: bool = True) -> MatchSql:
     """Resource type(s), not deleted, every criterion; for one type, driven by its most selective criterion."""
     types = (query.resource_type,) if query.resource_type else query.types
     if len(types) == 1:
         rtype = types[0]
-        driver, rest = compiler.driver(query.criteria, rtype)
+        driver, rest = compiler.driver(query.criteria, rtype, sorted_by_rid=sorted_by_rid)
         conds = [compiler.cond(c, rtype, "r") for c in rest]
         where = " AND ".join(["r.type = ?", "r.deleted = 0", *(c.sql for c in conds)])
         args: list[Any] = [rtype, *(a for c in conds for a in c.args)]
@@ -131,12 +132,14 @@ def _stored(row: tuple[Any, ...]) -> StoredVersion:
     return StoredVersion(rtype, rid_id, version, last_updated, method, body)
 
 
-def search_page(conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest) -> SearchPage:
+def search_page(
+    conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest, counts: TypeCounts | None = None
+) -> SearchPage:
     query = request.query
     conn.execute("BEGIN")  # one snapshot for the page, the total and the includes
     try:
-        compiler = Compiler(conn, ids)
-        match = _match(compiler, query)
+        compiler = Compiler(conn, ids, counts=counts)
+        match = _match(compiler, query, sorted_by_rid=not query.sort)
         where, args = match.where, list(match.args)
         columns = _sort_columns(compiler, query)
         forward = True
@@ -158,7 +161,9 @@ def search_page(conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest)
         had_cursor = request.cursor is not None
         next_cursor = encode_cursor(keys[-1], True) if rows and (more if forward else had_cursor) else None
         prev_cursor = encode_cursor(keys[0], False) if rows and (had_cursor if forward else more) else None
-        total = _count(conn, ids, query) if request.total else None
+        total = None
+        if request.total:
+            total = _count_within(conn, ids, query, request.total_budget_ms, counts)
         matches = [_stored(row) for row in rows]
         included = _includes(conn, ids, [(row[0], row[1], row[2]) for row in rows], request.includes)
     finally:
@@ -166,8 +171,26 @@ def search_page(conn: sqlite3.Connection, ids: ParamIds, request: SearchRequest)
     return SearchPage(matches, included, total, next_cursor, prev_cursor)
 
 
-def _count(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> int:
-    compiler = Compiler(conn, ids)
+def _count_within(
+    conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, budget_ms: int | None, counts: TypeCounts | None
+) -> int | None:
+    """The number of matches, or None when counting would take longer than ``budget_ms`` (no budget: exact)."""
+    if budget_ms is None:
+        return _count(conn, ids, query, counts)
+    deadline = time.monotonic() + budget_ms / 1000
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 2000)
+    try:
+        return _count(conn, ids, query, counts)
+    except sqlite3.OperationalError as exc:
+        if "interrupt" not in str(exc):
+            raise
+        return None
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _count(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, counts: TypeCounts | None = None) -> int:
+    compiler = Compiler(conn, ids, counts=counts)
     types = (query.resource_type,) if query.resource_type else query.types
     single = query.criteria[0] if len(query.criteria) == 1 else None
     if len(types) == 1 and isinstance(single, Clause) and single.type not in ("text", "content"):
@@ -176,17 +199,17 @@ def _count(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> int:
         if rids is not None:
             sel = rids.select()
             return int(conn.execute(f"SELECT count(*) FROM ({sel.sql})", sel.args).fetchone()[0])
-    match = _match(compiler, query)
+    match = _match(compiler, query, sorted_by_rid=False)
     return int(conn.execute(f"SELECT count(*) FROM {match.source} WHERE {match.where}", match.args).fetchone()[0])
 
 
-def count_matches(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> int:
-    return _count(conn, ids, query)
+def count_matches(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, counts: TypeCounts | None = None) -> int:
+    return _count(conn, ids, query, counts)
 
 
 def find_ids(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, limit: int) -> list[str]:
     """Ids of the first ``limit`` matches (conditional interactions need to know 0, 1 or many)."""
-    match = _match(Compiler(conn, ids), query)
+    match = _match(Compiler(conn, ids), query, sorted_by_rid=False)
     rows = conn.execute(f"SELECT r.id FROM {match.source} WHERE {match.where} ORDER BY r.rid LIMIT ?",
                         [*match.args, limit])
     return [str(row[0]) for row in rows]

@@ -17,6 +17,8 @@ Every fragment carries its own argument list, so fragments can be combined in an
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,11 +88,35 @@ _RANK = {"id": 0, "reference": 1, "token": 2, "uri": 2, "string": 4, "quantity":
          "composite": 5, "date": 6, "text": 7, "content": 7}
 
 
+class TypeCounts:
+    """Approximate number of resources per type (refreshed every ``ttl`` seconds), for choosing plans."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self._ttl = ttl
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: sqlite3.Connection, resource_type: str) -> int:
+        now = time.monotonic()
+        cached = self._counts.get(resource_type)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        count = int(conn.execute("SELECT count(*) FROM resources WHERE type = ?", (resource_type,)).fetchone()[0])
+        with self._lock:
+            self._counts[resource_type] = (count, now)
+        return count
+
+
+SCAN_SHARE = 50  # a criterion matching more than 1/50 of a type is better checked row by row than driven
+MIN_PROBE = 1000
+
+
 @dataclass
 class Compiler:
     conn: sqlite3.Connection
     ids: ParamIds
     now: Callable[[], float] | None = None
+    counts: TypeCounts | None = None
     _alias: int = 0
 
     def pid(self, resource_type: str, code: str) -> int | None:
@@ -102,16 +128,42 @@ class Compiler:
 
     # -- driving rid sets -------------------------------------------------------------------------------------
 
-    def driver(self, criteria: Sequence[Criterion], resource_type: str) -> tuple[RidSet | None, list[Criterion]]:
-        """The best criterion to start from (as a rid set) and the rest (to check as conditions)."""
-        best: tuple[RidSet, int] | None = None
-        for index, criterion in enumerate(criteria):
-            rids = self.rids(criterion, resource_type)
-            if rids is not None and (best is None or rids.rank < best[0].rank):
-                best = (rids, index)
-        if best is None:
+    def driver(
+        self, criteria: Sequence[Criterion], resource_type: str, *, sorted_by_rid: bool = True
+    ) -> tuple[RidSet | None, list[Criterion]]:
+        """The criterion to start from (as a rid set) and the rest (to check as conditions).
+
+        Each candidate is probed: its matches are counted up to a cap (a fiftieth of the type, at least 1,000).
+        The one with the fewest drives.  When even that one reaches the cap and results come in rid order,
+        no criterion drives: scanning the type in rid order meets a match every few dozen rows, and the page
+        is full long before a driven plan would have gathered every match.
+        """
+        candidates = [(i, r) for i, c in enumerate(criteria) if (r := self.rids(c, resource_type)) is not None]
+        if not candidates:
             return None, list(criteria)
-        return best[0], [c for i, c in enumerate(criteria) if i != best[1]]
+        candidates.sort(key=lambda c: c[1].rank)
+        total = self.counts.get(self.conn, resource_type) if self.counts is not None else 0
+        cap = max(MIN_PROBE, total // SCAN_SHARE)
+        best: tuple[int, int, RidSet] | None = None
+        for index, rids in candidates:
+            if len(candidates) == 1 and not sorted_by_rid:
+                best = (0, index, rids)
+                break
+            size = self._probe(rids, cap)
+            if best is None or size < best[0]:
+                best = (size, index, rids)
+            if size < MIN_PROBE:
+                break  # selective enough: no need to probe the others
+        assert best is not None
+        size, best_index, chosen = best
+        if size >= cap and sorted_by_rid and total > cap:
+            return None, list(criteria)
+        return chosen, [c for i, c in enumerate(criteria) if i != best_index]
+
+    def _probe(self, rids: RidSet, cap: int) -> int:
+        """How many index rows the rid set has, counting no further than ``cap``."""
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {rids.source} WHERE {rids.where} LIMIT {int(cap)})"
+        return int(self.conn.execute(sql, rids.args).fetchone()[0])
 
     def rids(self, c: Criterion, resource_type: str) -> RidSet | None:
         match c:

@@ -15,6 +15,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class Writer:
     def _run(self) -> None:
         try:
             conn = connect(self._path, self._busy_timeout_ms)
+            conn.execute("PRAGMA busy_timeout = 0")  # the write lock is polled in _begin
         except BaseException as exc:  # reported to start()
             self._start_error = exc
             self._started.set()
@@ -113,9 +115,24 @@ class Writer:
         finally:
             conn.close()
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, polling every half millisecond while another process holds the write lock.
+
+        SQLite's own busy handler sleeps in growing steps (up to 100 ms), which leaves the lock idle most of the
+        time when several worker processes take turns; polling hands it over within a millisecond."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.0005)
+
     def _commit(self, conn: sqlite3.Connection, tx: TxWriter, batch: list[_Job]) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as exc:
             log.error("could not start a write transaction: %s", exc)
             for job in batch:

@@ -32,6 +32,7 @@ from fhir_server.storage.base import (
 from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
+from fhir_server.storage.sqlite._search_sql import TypeCounts
 from fhir_server.storage.sqlite._writer import Writer
 
 T = TypeVar("T")
@@ -53,6 +54,7 @@ class SQLiteRepository(Repository):
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
         self.ids = ParamIds()
+        self.counts = TypeCounts()
         self._writer = Writer(path, busy_timeout_ms, write_batch_max, self.ids)
         self._reader: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-query")
@@ -117,10 +119,10 @@ class SQLiteRepository(Repository):
         return await self._query(lambda conn: find_ids(conn, self.ids, query, limit))
 
     async def search(self, request: SearchRequest) -> SearchPage:
-        return await self._query(lambda conn: search_page(conn, self.ids, request))
+        return await self._query(lambda conn: search_page(conn, self.ids, request, self.counts))
 
     async def count_matches(self, query: SearchQuery) -> int:
-        return await self._query(lambda conn: count_matches(conn, self.ids, query))
+        return await self._query(lambda conn: count_matches(conn, self.ids, query, self.counts))
 
     async def count(self, resource_type: str | None = None) -> int:
         def run(conn: sqlite3.Connection) -> int:
