@@ -27,9 +27,6 @@ class MonotonicClock:
     def __init__(self) -> None:
         self._last = 0.0
 
-    def now(self) -> str:
-        return self.now_with_epoch()[0]
-
     def now_with_epoch(self) -> tuple[str, float]:
         """The instant as text and the same instant in epoch seconds (rounded to the microsecond)."""
         current = round(time.time(), 6)
