@@ -19,6 +19,9 @@ from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
 from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.search.registry import SearchRegistry
+from fhir_server.services.bulk_export import BulkExport
+from fhir_server.services.bundles import BundleService
+from fhir_server.services.everything import EverythingService
 from fhir_server.services.history import Paging
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
@@ -56,16 +59,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     search_params.services = resources
     resources.before_write["SearchParameter"] = check_search_parameter
     resources.after_write.append(search_params.after_write)
+    search = SearchService(repo, registry, defs, paging, settings.search.total_budget_ms)
     context = FhirContext(
         settings=settings,
         defs=defs,
         repo=repo,
         resources=resources,
-        search=SearchService(repo, registry, defs, paging, settings.search.total_budget_ms),
+        search=search,
         paging=paging,
         started=format_instant(time.time()),
         runner=runner,
         search_params=search_params,
+        bundles=BundleService(resources, settings.bundles.max_entries),
+        bulk_export=BulkExport(
+            repo, resources, search, defs, runner, settings.export, settings.export_dir(),
+        ),
+        everything=EverythingService(repo, resources, registry, defs, paging, settings.search.total_budget_ms),
     )
 
     @asynccontextmanager
@@ -75,9 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sys.setswitchinterval(settings.server.switch_interval_ms / 1000)
         await repo.open()
         await search_params.load()
+        context.bulk_export.start()
         try:
             yield
         finally:
+            context.bulk_export.stop()
             await runner.close()
             await repo.close()
 

@@ -92,62 +92,95 @@ def _files(paths: tuple[Path, ...]) -> Iterator[Path]:
             yield path
 
 
-def _resources(path: Path) -> Iterator[dict[str, Any]]:
+_CHUNK = 500  # loose resources are written in transactions of this many
+
+
+def _bundles(path: Path) -> Iterator[tuple[str, bytes, int]]:
+    """(what, transaction or batch Bundle JSON, entry count) for one file.
+
+    Transaction and batch Bundles go as they are; single resources, ndjson lines and the entries of collection,
+    searchset and history Bundles are wrapped in transactions of up to ``_CHUNK`` entries (PUT when the resource
+    has an id, so loading twice updates rather than duplicates; POST otherwise)."""
     text = path.read_bytes()
     if path.suffix == ".ndjson":
-        for line in text.splitlines():
-            if line.strip():
-                yield jsonio.loads(line)
-        return
-    value = jsonio.loads(text)
-    if isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") in (
-        "collection", "searchset", "history"
-    ):
-        for entry in value.get("entry", []):
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                yield entry["resource"]
-        return
-    if isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") in (
-        "transaction", "batch"
-    ):
-        raise click.ClickException(
-            f"{path}: {value.get('type')} Bundles need the Bundle interactions, which this version does not "
-            "have yet; load resources, ndjson or collection Bundles"
-        )
-    yield value
+        resources = [jsonio.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        value = jsonio.loads(text)
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") in (
+            "transaction", "batch"
+        ):
+            yield str(path), text, len(value.get("entry", []))
+            return
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") in (
+            "collection", "searchset", "history"
+        ):
+            resources = [e["resource"] for e in value.get("entry", [])
+                         if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        else:
+            resources = [value]
+    for start in range(0, len(resources), _CHUNK):
+        chunk = resources[start:start + _CHUNK]
+        entries = []
+        for resource in chunk:
+            rtype, id = str(resource.get("resourceType", "")), resource.get("id")
+            request = {"method": "PUT", "url": f"{rtype}/{id}"} if id else {"method": "POST", "url": rtype}
+            entries.append({"resource": resource, "request": request})
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        yield f"{path}[{start}:{start + len(chunk)}]", jsonio.dumps(bundle), len(chunk)
 
 
-@main.command(help="Load FHIR resources (JSON files, ndjson, collection Bundles; directories recursively).")
+@main.command(help="Load FHIR data through the transaction path: transaction and batch Bundles, resources, "
+                   "ndjson and collection Bundles (directories recursively).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-def load(paths: tuple[Path, ...], data_dir: Path | None) -> None:
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Bundles in flight at once (the store commits them together)")
+def load(paths: tuple[Path, ...], data_dir: Path | None, concurrency: int) -> None:
     settings = _apply_env(FHIR_DATA_DIR=data_dir)
-    sys.exit(asyncio.run(_load(settings, list(_files(paths)))))
+    sys.exit(asyncio.run(_load(settings, list(_files(paths)), concurrency)))
 
 
-async def _load(settings: Settings, files: list[Path]) -> int:
+async def _load(settings: Settings, files: list[Path], concurrency: int = 4) -> int:
     from fhir_server.app import create_app
 
     context = create_app(settings).state.fhir
+    base_url = settings.server.base_url or f"http://{settings.server.host}:{settings.server.port}/fhir"
     await context.repo.open()
     ok = failed = 0
     started = time.perf_counter()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(what: str, body: bytes, count: int) -> None:
+        nonlocal ok, failed
+        async with slots:
+            try:
+                response = await context.bundles.process(body, base_url=base_url, prefer="minimal")
+            except FhirError as exc:
+                failed += count
+                click.echo(f"\n{what}: rejected, nothing of it stored: {exc.diagnostics}", err=True)
+                return
+        for index, entry in enumerate(response["entry"]):
+            status = entry["response"]["status"]
+            if status[:1] in ("2", "3"):
+                ok += 1
+            else:  # a batch entry
+                failed += 1
+                click.echo(f"\n{what}: entry {index}: {status}", err=True)
+
     try:
         with click.progressbar(files, label="loading", show_pos=True) as bar:
+            pending: set[asyncio.Task[None]] = set()
             for path in bar:
-                for resource in _resources(path):
-                    try:
-                        body = jsonio.dumps(resource)
-                        rtype = str(resource.get("resourceType", ""))
-                        if resource.get("id"):
-                            await context.resources.update(rtype, str(resource["id"]), body)
-                        else:
-                            await context.resources.create(rtype, body)
-                        ok += 1
-                    except FhirError as exc:
-                        failed += 1
-                        click.echo(f"\n{path}: {resource.get('resourceType')}/{resource.get('id', '')}: "
-                                   f"{exc.diagnostics}", err=True)
+                try:
+                    for what, body, count in _bundles(path):
+                        while len(pending) >= concurrency * 2:
+                            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        pending.add(asyncio.create_task(one(what, body, count)))
+                except (jsonio.JsonError, OSError) as exc:
+                    click.echo(f"\n{path}: unreadable: {exc}", err=True)
+                    failed += 1
+            if pending:
+                await asyncio.wait(pending)
     finally:
         await context.repo.close()
     elapsed = time.perf_counter() - started

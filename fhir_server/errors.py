@@ -41,6 +41,8 @@ class FhirError(Exception):
         expr: tuple[str, ...] = (expression,) if isinstance(expression, str) else tuple(expression or ())
         self.issues: list[Issue] = issues or [Issue("error", self.code, diagnostics, expr)]
         self.headers: dict[str, str] = headers or {}
+        # set by a repository when this error came from one op of a multi-op write: its position in the list
+        self.op_index: int | None = None
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues)
@@ -101,6 +103,11 @@ class Conflict(FhirError):
     code = "conflict"
 
 
+class ConcurrentChange(Conflict):
+    """What a write was planned on (a conditional match, a version) changed before it committed; retrying the
+    whole plan is safe."""
+
+
 class Gone(FhirError):
     status = 410
     code = "deleted"
@@ -138,6 +145,42 @@ class InternalError(FhirError):
 class ServiceUnavailable(FhirError):
     status = 503
     code = "transient"
+
+
+def prefixed(error: FhirError, prefix: str) -> FhirError:
+    """The same error placed inside a Bundle entry: ``prefix`` is the entry (``Bundle.entry[3]``); an expression
+    into the resource (``Patient.name[0]``) becomes ``Bundle.entry[3].resource.name[0]``, a conditional header
+    becomes the matching ``request`` element, and an issue without an expression gets the entry itself."""
+    issues = []
+    for issue in error.issues:
+        expression = tuple(_in_entry(prefix, e) for e in issue.expression) or (prefix,)
+        issues.append(Issue(issue.severity, issue.code, _named(prefix, issue.diagnostics), expression))
+    out = type(error)(_named(prefix, error.diagnostics), issues=issues, headers=error.headers)
+    out.op_index = error.op_index
+    return out
+
+
+_REQUEST_ELEMENTS = {
+    "If-Match": "request.ifMatch",
+    "If-None-Exist": "request.ifNoneExist",
+    "If-None-Match": "request.ifNoneMatch",
+    "If-Modified-Since": "request.ifModifiedSince",
+}
+
+
+def _named(prefix: str, text: str) -> str:
+    return text if text.startswith(prefix) else f"{prefix}: {text}"
+
+
+def _in_entry(prefix: str, expression: str) -> str:
+    if expression.startswith("Bundle."):
+        return expression
+    if expression in _REQUEST_ELEMENTS:
+        return f"{prefix}.{_REQUEST_ELEMENTS[expression]}"
+    head, dot, rest = expression.partition(".")
+    if head[:1].isupper() and head.replace("[", "").replace("]", "").isalnum():
+        return f"{prefix}.resource.{rest}" if dot else f"{prefix}.resource"
+    return f"{prefix}.{expression}"
 
 
 def issues_error(issues: list[Issue]) -> FhirError:

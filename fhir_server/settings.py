@@ -40,6 +40,20 @@ class SearchSettings(BaseModel):
     )
 
 
+class BundleSettings(BaseModel):
+    max_entries: int = Field(10_000, ge=1, description="most entries accepted in one batch or transaction Bundle")
+
+
+class ExportSettings(BaseModel):
+    """Bulk Data export ($export): where the ndjson files go and how long they are kept."""
+
+    dir: Path | None = Field(None, description="where export files are written; default <data_dir>/exports")
+    file_expiry_s: int = Field(3600, ge=1, description="seconds a completed export's files are kept")
+    max_resources_per_file: int = Field(100_000, ge=1, description="resources per ndjson file before a new one")
+    max_concurrent: int = Field(1, ge=1, description="export jobs running at once per process; others queue")
+    cleanup_interval_s: float = Field(60.0, gt=0, description="how often expired export files are looked for")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
 
@@ -50,6 +64,11 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     paging: PagingSettings = PagingSettings()
     search: SearchSettings = SearchSettings()
+    bundles: BundleSettings = BundleSettings()
+    export: ExportSettings = ExportSettings()
 
     def sqlite_file(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "infirmary.db"
+
+    def export_dir(self) -> Path:
+        return self.export.dir or self.data_dir / "exports"

@@ -48,7 +48,7 @@ def not_modified(request: Request, stored: StoredVersion) -> bool:
     return False
 
 
-def prefer_return(request: Request) -> str:
+def prefer_return(request: Request, default: str = "representation") -> str:
     prefer = request.headers.get("prefer", "")
     for part in prefer.split(","):
         key, _, value = part.strip().partition("=")
@@ -56,7 +56,7 @@ def prefer_return(request: Request) -> str:
             value = value.strip().strip('"')
             if value in ("minimal", "representation", "OperationOutcome"):
                 return value
-    return "representation"
+    return default
 
 
 def prefer_handling(request: Request) -> str:

@@ -8,6 +8,9 @@ from starlette.requests import Request
 
 from fhir_server.definitions import Definitions
 from fhir_server.jobs.runner import InProcessRunner
+from fhir_server.services.bulk_export import BulkExport
+from fhir_server.services.bundles import BundleService
+from fhir_server.services.everything import EverythingService
 from fhir_server.services.history import Paging
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
@@ -27,6 +30,9 @@ class FhirContext:
     started: str
     runner: InProcessRunner
     search_params: SearchParameters
+    bundles: BundleService
+    bulk_export: BulkExport
+    everything: EverythingService
 
     def base_url(self, request: Request) -> str:
         if self.settings.server.base_url:

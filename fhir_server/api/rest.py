@@ -9,6 +9,7 @@ rest of a read.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from fhir_server import jsonio
-from fhir_server.api import _http
+from fhir_server.api import _http, bulk, everything
 from fhir_server.api.context import ctx
 from fhir_server.api.negotiation import (
     Format,
@@ -26,9 +27,10 @@ from fhir_server.api.negotiation import (
     request_media_type,
     require_json_body,
 )
-from fhir_server.errors import MethodNotAllowed, NotSupported, UnsupportedMediaType
+from fhir_server.errors import MethodNotAllowed, UnsupportedMediaType
 from fhir_server.services import history as history_service
 from fhir_server.services import subsetting
+from fhir_server.services.bundles import Dispatch
 from fhir_server.services.capabilities import capability_statement
 from fhir_server.services.resources import PatchBody
 from fhir_server.storage.base import StoredVersion
@@ -254,7 +256,55 @@ async def search_system_post(request: Request) -> Response:
 
 
 async def batch_or_transaction(request: Request) -> Response:
-    raise NotSupported("batch and transaction Bundles are not implemented yet on this server")
+    fmt = negotiate(request)
+    require_json_body(request)
+    c = ctx(request)
+    bundle = await c.bundles.process(
+        await request.body(), base_url=c.base_url(request),
+        prefer=_http.prefer_return(request, default="minimal"), dispatch=_subrequests(request),
+    )
+    return fhir_response(bundle, fmt)
+
+
+def _subrequests(request: Request) -> Dispatch:
+    """GET entries of a Bundle run through this application's own routes, as the same client (same headers)."""
+    app = request.app
+    passed = [(k, v) for k, v in request.scope["headers"]
+              if k in (b"host", b"authorization", b"x-forwarded-for", b"x-forwarded-proto")]
+
+    async def dispatch(method: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        path, _, query = url.partition("?")
+        prefix = request.scope.get("root_path", "") + "/fhir/"
+        scope = {
+            **{k: request.scope[k] for k in ("type", "asgi", "http_version", "scheme", "server", "client")
+               if k in request.scope},
+            "method": method,
+            "path": prefix + path,
+            "raw_path": (prefix + path).encode(),
+            "query_string": query.encode(),
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [*passed, (b"accept", b"application/fhir+json"),
+                        *((k.encode(), v.encode()) for k, v in headers.items())],
+        }
+        status = 500
+        reply_headers: dict[str, str] = {}
+        body = bytearray()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                reply_headers.update((k.decode().lower(), v.decode()) for k, v in message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await app(scope, receive, send)
+        return status, reply_headers, bytes(body)
+
+    return dispatch
 
 
 base_endpoint = _by_method(get=search_system, post=batch_or_transaction)
@@ -278,6 +328,8 @@ routes = [
     Route("/_history", _by_method(get=history), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     Route("/_search", _by_method(post=search_system_post, get=search_system),
           methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    *bulk.routes,
+    *everything.routes,
     Route("/", base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
 ]
 

@@ -11,7 +11,14 @@ from fhir_server.search.registry import SearchRegistry
 TYPE_INTERACTIONS = (
     "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
 )
-SYSTEM_INTERACTIONS = ("history-system", "search-system")
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system", "search-system")
+# operations: (name, canonical definition, resource type or None for the system level)
+OPERATIONS = (
+    ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", None),
+    ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", "Patient"),
+    ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", "Group"),
+    ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything", "Patient"),
+)
 _STORE_PARAMS = (
     ("_id", "http://hl7.org/fhir/SearchParameter/Resource-id", "token"),
     ("_lastUpdated", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "date"),
@@ -34,7 +41,7 @@ def _includes(registry: SearchRegistry, rtype: str) -> list[str]:
 def capability_statement(
     defs: Definitions, registry: SearchRegistry, base_url: str, started: str
 ) -> dict[str, Any]:
-    resources = [
+    resources: list[dict[str, Any]] = [
         {
             "type": rtype,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
@@ -51,6 +58,10 @@ def capability_statement(
         }
         for rtype in sorted(defs.resource_types)
     ]
+    for resource in resources:
+        ops = [{"name": name, "definition": url} for name, url, on in OPERATIONS if on == resource["type"]]
+        if ops:
+            resource["operation"] = ops
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -68,10 +79,13 @@ def capability_statement(
                 "documentation": (
                     "FHIR R4 RESTful API. Conditional create, update, delete and patch accept any search "
                     "criteria. Search supports every parameter type, modifier and prefix, chaining, _has, "
-                    "_include/_revinclude (:iterate), _sort, _total, _summary, _elements and keyset paging."
+                    "_include/_revinclude (:iterate), _sort, _total, _summary, _elements and keyset paging. batch and "
+                    "transaction Bundles are atomic (transaction) with urn:uuid and conditional references; "
+                    "Bulk Data export and Patient/$everything are available."
                 ),
                 "resource": resources,
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "operation": [{"name": name, "definition": url} for name, url, on in OPERATIONS if on is None],
             }
         ],
     }

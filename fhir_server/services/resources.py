@@ -17,6 +17,7 @@ from typing import Any
 from fhir_server import jsonio
 from fhir_server.definitions import Definitions
 from fhir_server.errors import (
+    ConcurrentChange,
     Gone,
     InvalidRequest,
     NotFound,
@@ -115,25 +116,116 @@ class ResourceService:
             entries.composites.append(near)
         return entries
 
+    async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        """Apply planned ops atomically, then run the after-write hooks of everything that was written."""
+        outcomes = await self.repo.write(ops)
+        for op, outcome in zip(ops, outcomes, strict=True):
+            if not outcome.noop:
+                for hook in self.after_write:
+                    await hook(outcome, op.resource if op.method != "delete" else None)
+        return outcomes
+
     async def _write_one(self, op: WriteOp) -> WriteOutcome:
-        (outcome,) = await self.repo.write([op])
-        if not outcome.noop:
-            for hook in self.after_write:
-                await hook(outcome, op.resource if op.method != "delete" else None)
+        (outcome,) = await self.write([op])
         return outcome
 
-    # -- interactions --------------------------------------------------------------------------------------
+    # -- planning: each interaction as a validated, indexed write op (used alone, or many in a Bundle) --------
 
-    async def create(self, resource_type: str, body: bytes, if_none_exist: str | None = None) -> WriteOutcome:
+    def plan_create(
+        self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None,
+        id: str | None = None,
+    ) -> WriteOp:
         """``POST /Type``: the server assigns the id (a client id in the body is ignored, per the spec)."""
         self.check_type(resource_type)
-        resource = parse_resource(body)
-        id = new_id()
+        id = id or new_id()
         op = self._prepare(resource_type, _with_id(resource, id))
         op.method, op.id = "create", id
         if if_none_exist is not None:
             op.if_none_exist = self.criteria(resource_type, if_none_exist.lstrip("?"))
-        return await self._write_one(op)
+        return op
+
+    def plan_update(
+        self, resource_type: str, id: str, resource: dict[str, Any], if_match: str | None = None
+    ) -> WriteOp:
+        """``PUT /Type/id``: update, or create with the client's id when it does not exist."""
+        self.check_type(resource_type)
+        check_id(id, expression=f"{resource_type}.id")
+        if "id" not in resource:
+            raise InvalidRequest("the resource in an update must have an id", expression=f"{resource_type}.id")
+        if resource["id"] != id:
+            raise InvalidRequest(
+                f"the resource id {resource['id']!r} does not match the URL id {id!r}",
+                expression=f"{resource_type}.id",
+            )
+        op = self._prepare(resource_type, resource)
+        op.id = id
+        op.if_match = parse_etag(if_match) if if_match else None
+        return op
+
+    def plan_conditional_update(
+        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
+    ) -> WriteOp:
+        """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412."""
+        self.check_type(resource_type)
+        if "id" in resource:
+            check_id(str(resource["id"]), expression=f"{resource_type}.id")
+        op = self._prepare(resource_type, resource)
+        op.match = self.criteria(resource_type, query_string)
+        op.create_id = new_id()
+        op.if_match = parse_etag(if_match) if if_match else None
+        return op
+
+    async def plan_patch(
+        self,
+        resource_type: str,
+        id: str | None,
+        patch: PatchBody,
+        *,
+        query_string: str | None = None,
+        if_match: str | None = None,
+    ) -> WriteOp:
+        """``PATCH /Type/id`` (or ``?criteria``): JSON Patch or FHIRPath Patch, then a validated update that
+        applies only to the version the patch was computed from (no lost update)."""
+        self.check_type(resource_type)
+        if id is None:
+            matches = await self.repo.find(self.criteria(resource_type, query_string or ""), limit=2)
+            if not matches:
+                raise NotFound(f"no {resource_type} matches {query_string}")
+            if len(matches) > 1:
+                raise PreconditionFailed(f"conditional patch criteria matched {len(matches)} resources")
+            id = matches[0]
+        current = await self.read(resource_type, id)
+        expected = parse_etag(if_match) if if_match else None
+        if expected is not None and expected != current.version:
+            raise PreconditionFailed(
+                f'If-Match W/"{expected}" does not match the current version {current.version}',
+                expression="If-Match",
+            )
+        assert current.body is not None
+        resource = jsonio.loads(current.body)
+        patched = self._apply_patch(resource, patch)
+        if patched.get("resourceType") != resource_type or patched.get("id") != id:
+            raise InvalidRequest("a patch may not change the resource type or id")
+        op = self._prepare(resource_type, patched)
+        op.id = id
+        op.if_match = current.version
+        op.expect_resolved = True  # a newer version appearing meanwhile is a concurrent change, not the client's 412
+        op.expect_id = id
+        return op
+
+    def plan_delete(self, resource_type: str, id: str, if_match: str | None = None) -> WriteOp:
+        self.check_type(resource_type)
+        return WriteOp("delete", resource_type, id=id, if_match=parse_etag(if_match) if if_match else None)
+
+    def plan_conditional_delete(self, resource_type: str, query_string: str) -> WriteOp:
+        self.check_type(resource_type)
+        return WriteOp("delete", resource_type, match=self.criteria(resource_type, query_string))
+
+    # -- interactions --------------------------------------------------------------------------------------
+
+    async def create(self, resource_type: str, body: bytes, if_none_exist: str | None = None) -> WriteOutcome:
+        self.check_type(resource_type)
+        return await self._write_one(self.plan_create(resource_type, parse_resource(body), if_none_exist))
 
     async def read(self, resource_type: str, id: str) -> StoredVersion:
         self.check_type(resource_type)
@@ -161,35 +253,17 @@ class ResourceService:
     async def update(
         self, resource_type: str, id: str, body: bytes, if_match: str | None = None
     ) -> WriteOutcome:
-        """``PUT /Type/id``: update, or create with the client's id when it does not exist."""
         self.check_type(resource_type)
         check_id(id, expression=f"{resource_type}.id")
-        resource = parse_resource(body)
-        if "id" not in resource:
-            raise InvalidRequest("the resource in an update must have an id", expression=f"{resource_type}.id")
-        if resource["id"] != id:
-            raise InvalidRequest(
-                f"the resource id {resource['id']!r} does not match the URL id {id!r}",
-                expression=f"{resource_type}.id",
-            )
-        op = self._prepare(resource_type, resource)
-        op.id = id
-        op.if_match = parse_etag(if_match) if if_match else None
-        return await self._write_one(op)
+        return await self._write_one(self.plan_update(resource_type, id, parse_resource(body), if_match))
 
     async def conditional_update(
         self, resource_type: str, query_string: str, body: bytes, if_match: str | None = None
     ) -> WriteOutcome:
-        """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412."""
         self.check_type(resource_type)
-        resource = parse_resource(body)
-        if "id" in resource:
-            check_id(str(resource["id"]), expression=f"{resource_type}.id")
-        op = self._prepare(resource_type, resource)
-        op.match = self.criteria(resource_type, query_string)
-        op.create_id = new_id()
-        op.if_match = parse_etag(if_match) if if_match else None
-        return await self._write_one(op)
+        return await self._write_one(
+            self.plan_conditional_update(resource_type, query_string, parse_resource(body), if_match)
+        )
 
     async def patch(
         self,
@@ -200,32 +274,13 @@ class ResourceService:
         query_string: str | None = None,
         if_match: str | None = None,
     ) -> WriteOutcome:
-        """``PATCH /Type/id`` (or ``?criteria``): JSON Patch or FHIRPath Patch, then a validated update that
-        applies only to the version the patch was computed from (no lost update)."""
-        self.check_type(resource_type)
-        if id is None:
-            matches = await self.repo.find(self.criteria(resource_type, query_string or ""), limit=2)
-            if not matches:
-                raise NotFound(f"no {resource_type} matches {query_string}")
-            if len(matches) > 1:
-                raise PreconditionFailed(f"conditional patch criteria matched {len(matches)} resources")
-            id = matches[0]
-        current = await self.read(resource_type, id)
-        expected = parse_etag(if_match) if if_match else None
-        if expected is not None and expected != current.version:
+        op = await self.plan_patch(resource_type, id, patch, query_string=query_string, if_match=if_match)
+        try:
+            return await self._write_one(op)
+        except ConcurrentChange as exc:
             raise PreconditionFailed(
-                f'If-Match W/"{expected}" does not match the current version {current.version}',
-                expression="If-Match",
-            )
-        assert current.body is not None
-        resource = jsonio.loads(current.body)
-        patched = self._apply_patch(resource, patch)
-        if patched.get("resourceType") != resource_type or patched.get("id") != id:
-            raise InvalidRequest("a patch may not change the resource type or id")
-        op = self._prepare(resource_type, patched)
-        op.id = id
-        op.if_match = current.version
-        return await self._write_one(op)
+                f"{resource_type}/{op.id} changed while the patch was applied; retry", expression="If-Match"
+            ) from exc
 
     def _apply_patch(self, resource: dict[str, Any], patch: PatchBody) -> dict[str, Any]:
         ctype = patch.content_type
@@ -243,14 +298,10 @@ class ResourceService:
         )
 
     async def delete(self, resource_type: str, id: str, if_match: str | None = None) -> WriteOutcome:
-        self.check_type(resource_type)
-        op = WriteOp("delete", resource_type, id=id, if_match=parse_etag(if_match) if if_match else None)
-        return await self._write_one(op)
+        return await self._write_one(self.plan_delete(resource_type, id, if_match))
 
     async def conditional_delete(self, resource_type: str, query_string: str) -> WriteOutcome:
-        self.check_type(resource_type)
-        op = WriteOp("delete", resource_type, match=self.criteria(resource_type, query_string))
-        return await self._write_one(op)
+        return await self._write_one(self.plan_conditional_delete(resource_type, query_string))
 
 
 def _with_id(resource: dict[str, Any], id: str) -> dict[str, Any]:

@@ -10,14 +10,15 @@ inside its transaction, so a check and the write it guards can never be separate
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fhir_server.indexing.entries import IndexEntries, TokenEntry
 from fhir_server.search.model import SearchQuery
 
 __all__ = [
+    "EverythingRequest",
     "HistoryEntry",
     "HistoryPage",
     "HistoryQuery",
@@ -64,6 +65,14 @@ class WriteOp:
     * ``delete``: either ``id`` or ``match`` (conditional delete).
     * ``reindex``: replace the index entries of the current version ``if_match`` of ``id`` (no new version;
       nothing happens if the resource has moved on or been deleted meanwhile).
+
+    ``expect_resolved``: the caller resolved this op before planning it (a Bundle maps references to the target
+    of a conditional op, a patch is computed from one version), and ``expect_id`` is what it found — the existing
+    match of an ``if_none_exist`` create (None: no match), the target of a conditional update or delete, the id of
+    a patched resource.  If the backend resolves differently inside its transaction, or the ``if_match`` version
+    of such an op is no longer current, it raises ``ConcurrentChange`` (the plan is stale; retrying is safe).
+
+    When one op of a write fails, the backend sets ``op_index`` on the ``FhirError`` it raises.
     """
 
     method: OpMethod
@@ -75,6 +84,8 @@ class WriteOp:
     if_none_exist: SearchQuery | None = None
     match: SearchQuery | None = None
     create_id: str | None = None
+    expect_resolved: bool = False
+    expect_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,44 @@ class SearchPage:
     previous_cursor: str | None
 
 
+@dataclass(frozen=True)
+class EverythingRequest:
+    """One page of everything in a compartment (``Patient/[id]/$everything``).
+
+    The service decides the FHIR rules (which parameters link a resource to a compartment, which dates are care
+    dates); the backend answers them with a few index queries per page.  The result has three parts, in this
+    order, each in a stable order of its own, paged by one opaque ``cursor``:
+
+    1. the compartment resource (``compartment_id`` set) or every resource of ``compartment_type`` (None, the
+       type level ``Patient/$everything``) — matches;
+    2. the members: resources of a ``links`` type with a reference, through one of its parameters, to the
+       compartment resource (type level: to any resource of ``compartment_type``) — matches;
+    3. the resources that the compartment resource or a member references through a ``follow`` parameter and
+       that are in no compartment of the type: not of ``compartment_type``, and without a ``links`` reference to
+       any resource of that type (a Practitioner, a Medication; not another patient's Encounter) — includes.
+
+    ``care_dates`` names a date parameter per member type; with ``care_start``/``care_end`` (epoch seconds,
+    the range ``[care_start, care_end)``) a member whose value lies wholly outside the range is left out (and not
+    followed); a member without a value stays.  ``since`` (a fixed-width instant, inclusive, compared with
+    ``meta.lastUpdated``) and ``types`` filter the entries returned, not what is followed.  ``total`` asks for the
+    number of matches (parts 1 and 2), within ``total_budget_ms`` when set (None when it would take longer).
+    """
+
+    compartment_type: str
+    compartment_id: str | None
+    links: Mapping[str, tuple[str, ...]]
+    follow: Mapping[str, tuple[str, ...]]
+    care_dates: Mapping[str, str] = field(default_factory=dict)
+    care_start: float | None = None
+    care_end: float | None = None
+    since: str | None = None
+    types: frozenset[str] | None = None
+    count: int = 50
+    cursor: str | None = None
+    total: bool = True
+    total_budget_ms: int | None = None
+
+
 class Repository(abc.ABC):
     """Storage primitives; everything above them is backend-independent."""
 
@@ -171,6 +220,10 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def search(self, request: SearchRequest) -> SearchPage:
         """One page of matches (current, non-deleted versions), in the query's sort order, with includes."""
+
+    @abc.abstractmethod
+    async def everything(self, request: EverythingRequest) -> SearchPage:
+        """One page of everything in a compartment (see :class:`EverythingRequest`); no previous cursor."""
 
     @abc.abstractmethod
     async def count_matches(self, query: SearchQuery) -> int: ...

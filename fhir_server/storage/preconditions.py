@@ -6,7 +6,7 @@ they either answer or raise the FHIR error the spec prescribes.
 
 from __future__ import annotations
 
-from fhir_server.errors import InvalidRequest, PreconditionFailed
+from fhir_server.errors import ConcurrentChange, FhirError, InvalidRequest, PreconditionFailed
 from fhir_server.storage.base import StoredVersion, WriteOp
 
 
@@ -78,3 +78,30 @@ def check_version(op: WriteOp, current: StoredVersion | None) -> None:
             f"{op.resource_type}/{current.id}",
             expression="If-Match",
         )
+
+
+def check_expected(op: WriteOp, resolved: str | None) -> None:
+    """For an op resolved before it was planned: the backend's own resolution must agree (see ``WriteOp``)."""
+    if op.expect_resolved and resolved != op.expect_id:
+        raise ConcurrentChange(
+            f"{op.resource_type}: the target of a conditional {op.method} changed while the request was processed "
+            f"(planned on {op.expect_id or 'no match'}, now {resolved or 'no match'}); retry"
+        )
+
+
+def check_expected_version(op: WriteOp, current: StoredVersion | None) -> None:
+    """For an op planned on one version (``if_match`` with ``expect_resolved``): a newer one is a concurrent change."""
+    if not op.expect_resolved or op.if_match is None:
+        return
+    if current is None or current.deleted or current.version != op.if_match:
+        raise ConcurrentChange(
+            f"{op.resource_type}/{op.id} changed while the request was processed (planned on version "
+            f"{op.if_match}); retry"
+        )
+
+
+def mark_failed(error: FhirError, index: int) -> FhirError:
+    """Record which op of a multi-op write failed (for the Bundle entry in the error)."""
+    if error.op_index is None:
+        error.op_index = index
+    return error

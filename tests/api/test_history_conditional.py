@@ -165,7 +165,11 @@ async def test_capability_statement(client: httpx.AsyncClient) -> None:
     assert patient == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                        "search-type"}
     assert types["Patient"]["conditionalDelete"] == "single"
-    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"history-system", "search-system"}
+    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"transaction", "batch", "history-system",
+                                                                 "search-system"}
+    assert {o["name"] for o in cs["rest"][0]["operation"]} == {"export"}
+    assert {o["name"] for o in types["Patient"]["operation"]} == {"export", "everything"}
+    assert {o["name"] for o in types["Group"]["operation"]} == {"export"}
     params = {p["name"]: p["type"] for p in types["Patient"]["searchParam"]}
     assert params["birthdate"] == "date" and params["_id"] == "token" and params["_tag"] == "token"
     assert "Observation:subject" in types["Observation"]["searchInclude"]

@@ -8,8 +8,17 @@ import pytest
 
 from fhir_server import jsonio
 from fhir_server.errors import Conflict, InvalidRequest, PreconditionFailed
+from fhir_server.indexing.entries import DateEntry, ReferenceEntry
 from fhir_server.search.model import Clause, SearchQuery, TokenValue
-from fhir_server.storage.base import HistoryQuery, IndexEntries, Repository, TokenEntry, WriteOp
+from fhir_server.storage.base import (
+    EverythingRequest,
+    HistoryQuery,
+    IndexEntries,
+    Repository,
+    StoredVersion,
+    TokenEntry,
+    WriteOp,
+)
 
 SYS = "urn:mrn"
 
@@ -172,3 +181,112 @@ async def test_history_paging_and_filters(repo: Repository) -> None:
     cutoff = everything.entries[2].version.last_updated
     since = await repo.history(HistoryQuery(since=cutoff, count=100))
     assert since.total == 3
+
+
+# -- everything in a compartment (Patient/$everything) -----------------------------------------------------
+
+LINKS = {"Observation": ("subject", "performer"), "Encounter": ("patient",), "Patient": ("link",)}
+FOLLOW = {"Patient": ("general-practitioner", "link"), "Observation": ("subject", "performer", "encounter"),
+          "Encounter": ("patient", "participant")}
+CARE = {"Observation": "date", "Encounter": "date"}
+
+
+def indexed(rtype: str, id: str, refs: tuple[tuple[str, str, str], ...] = (),
+            dates: tuple[tuple[str, float, float], ...] = ()) -> WriteOp:
+    index = IndexEntries(references=[ReferenceEntry(code, t, i) for code, t, i in refs],
+                         dates=[DateEntry(code, low, high) for code, low, high in dates])
+    return WriteOp("update", rtype, id=id, resource={"resourceType": rtype, "id": id}, index=index)
+
+
+def names(versions: list[StoredVersion]) -> list[str]:
+    return [f"{v.resource_type}/{v.id}" for v in versions]
+
+
+async def everything_store(repo: Repository) -> None:
+    await repo.write([
+        indexed("Practitioner", "dr"),
+        indexed("Patient", "a", refs=(("general-practitioner", "Practitioner", "dr"),)),
+        indexed("Patient", "b"),
+        indexed("Encounter", "ea", refs=(("patient", "Patient", "a"), ("participant", "Practitioner", "dr3")),
+                dates=(("date", 100.0, 200.0),)),
+        indexed("Encounter", "eb", refs=(("patient", "Patient", "b"),)),
+        indexed("Observation", "oa", refs=(("subject", "Patient", "a"), ("encounter", "Encounter", "eb"),
+                                           ("performer", "Practitioner", "dr2"))),
+        indexed("Practitioner", "dr2"),
+        indexed("Practitioner", "dr3"),
+        indexed("Practitioner", "unused"),
+        indexed("Observation", "ob", refs=(("subject", "Patient", "b"), ("performer", "Patient", "a"))),
+        indexed("Observation", "nobody", refs=(("performer", "Practitioner", "unused"),)),
+    ])
+    await repo.write([indexed("Observation", "late", refs=(("subject", "Patient", "a"),),
+                              dates=(("date", 1000.0, 1001.0),))])
+
+
+async def test_everything_members_includes_and_total(repo: Repository) -> None:
+    await everything_store(repo)
+    page = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE))
+    assert names(page.matches) == ["Patient/a", "Encounter/ea", "Observation/oa", "Observation/ob",
+                                   "Observation/late"]
+    assert names(page.included) == ["Practitioner/dr", "Practitioner/dr2", "Practitioner/dr3"]
+    assert page.total == 5 and page.next_cursor is None and page.previous_cursor is None
+    other = await repo.everything(EverythingRequest("Patient", "b", LINKS, FOLLOW, CARE))
+    assert names(other.matches) == ["Patient/b", "Encounter/eb", "Observation/ob"]
+    assert other.included == []  # Patient/a (ob's performer) is in a compartment of its own
+    assert (await repo.everything(EverythingRequest("Patient", "zz", LINKS, FOLLOW, CARE))).total == 0
+
+
+async def test_everything_pages_with_a_cursor(repo: Repository) -> None:
+    await everything_store(repo)
+    whole = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE))
+    for count in (1, 2, 3, 7):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE, count=count,
+                                                           cursor=cursor))
+            assert len(page.matches) + len(page.included) <= count and page.total == 5
+            seen.extend(names(page.matches) + names(page.included))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == names(whole.matches) + names(whole.included)
+    with pytest.raises(InvalidRequest):
+        await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE, cursor="nonsense"))
+
+
+async def test_everything_filters(repo: Repository) -> None:
+    await everything_store(repo)
+    ranged = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE,
+                                                     care_start=150.0, care_end=900.0))
+    # ea overlaps [150, 900); late is outside (and so is not counted); oa and ob have no care date
+    assert names(ranged.matches) == ["Patient/a", "Encounter/ea", "Observation/oa", "Observation/ob"]
+    assert ranged.total == 4
+    early = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE, care_end=150.0))
+    assert "Encounter/ea" in names(early.matches) and "Observation/late" not in names(early.matches)
+    late = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE, care_start=200.0))
+    assert "Encounter/ea" not in names(late.matches) and names(late.included) == ["Practitioner/dr",
+                                                                                 "Practitioner/dr2"]
+    stored = await repo.read("Observation", "late")
+    assert stored is not None
+    since = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE,
+                                                    since=stored.last_updated))
+    assert names(since.matches) == ["Observation/late"] and since.included == [] and since.total == 1
+    typed = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE,
+                                                    types=frozenset({"Encounter", "Practitioner"})))
+    assert names(typed.matches) == ["Encounter/ea"]
+    assert names(typed.included) == ["Practitioner/dr", "Practitioner/dr2", "Practitioner/dr3"]
+
+
+async def test_everything_type_level_and_deletes(repo: Repository) -> None:
+    await everything_store(repo)
+    every = await repo.everything(EverythingRequest("Patient", None, LINKS, FOLLOW, CARE))
+    assert names(every.matches) == ["Patient/a", "Patient/b", "Encounter/ea", "Encounter/eb", "Observation/oa",
+                                    "Observation/ob", "Observation/late"]
+    assert names(every.included) == ["Practitioner/dr", "Practitioner/dr2", "Practitioner/dr3"]
+    assert every.total == 7  # no budget: counted exactly
+    await repo.write([WriteOp("delete", "Observation", id="oa"), WriteOp("delete", "Patient", id="a")])
+    every = await repo.everything(EverythingRequest("Patient", None, LINKS, FOLLOW, CARE))
+    assert "Observation/oa" not in names(every.matches) and "Patient/a" not in names(every.matches)
+    assert names(every.included) == ["Practitioner/dr3"]  # only ea, still linked to a, references it
+    gone = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE))
+    assert names(gone.matches) == ["Encounter/ea", "Observation/ob", "Observation/late"]

@@ -143,6 +143,9 @@ def apply_fulltext(conn: sqlite3.Connection, ops: list[FulltextOp]) -> None:
             conn.execute("INSERT INTO fulltext (rowid, text, content) VALUES (?, ?, ?)", op)
 
 
+Rows = dict[str, list[tuple[Any, ...]]]  # table → rows to insert
+
+
 def write_rows(
     conn: sqlite3.Connection,
     ids: ParamIds,
@@ -150,24 +153,34 @@ def write_rows(
     rid: int,
     entries: IndexEntries,
     fulltext: list[FulltextOp],
+    rows: Rows | None = None,
 ) -> None:
-    rows: dict[str, list[tuple[Any, ...]]] = {}
+    """Index rows of one resource version.  With ``rows`` they are collected there (the caller inserts many
+    resources' rows with one ``executemany`` per table: :func:`flush_rows`); otherwise inserted at once."""
+    out: Rows = {} if rows is None else rows
     for entry in _simple(entries):
         table, row = _row(entry, ids.ensure(conn, resource_type, entry.param), rid, 0)
-        rows.setdefault(table, []).append(row)
+        out.setdefault(table, []).append(row)
     for grp, composite in enumerate(entries.composites, start=1):
         for index, component in enumerate(composite.components):
             pid = ids.ensure(conn, resource_type, component_code(composite.param, index))
             for entry in component:
                 table, row = _row(entry, pid, rid, grp)
-                rows.setdefault(table, []).append(row)
+                out.setdefault(table, []).append(row)
         # the composite itself, so that :missing works on it
         pid = ids.ensure(conn, resource_type, composite.param)
-        rows.setdefault("idx_token", []).append((pid, "", "", rid, grp, "", "", ""))
-    for table, table_rows in rows.items():
-        conn.executemany(INSERT[table], table_rows)
+        out.setdefault("idx_token", []).append((pid, "", "", rid, grp, "", "", ""))
+    if rows is None:
+        flush_rows(conn, out)
     if entries.narrative or entries.content:
         fulltext.append((rid, entries.narrative, entries.content))
+
+
+def flush_rows(conn: sqlite3.Connection, rows: Rows) -> None:
+    for table, table_rows in rows.items():
+        if table_rows:
+            conn.executemany(INSERT[table], table_rows)
+    rows.clear()
 
 
 def delete_rows(conn: sqlite3.Connection, rid: int, fulltext: list[FulltextOp]) -> None:

@@ -6,12 +6,19 @@ import sqlite3
 from collections.abc import Sequence
 
 from fhir_server import jsonio
-from fhir_server.errors import Conflict, InvalidRequest
+from fhir_server.errors import Conflict, FhirError, InvalidRequest
 from fhir_server.search.model import SearchQuery
 from fhir_server.storage import preconditions
 from fhir_server.storage._meta import MonotonicClock, with_meta
 from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
-from fhir_server.storage.sqlite._index_rows import FulltextOp, ParamIds, delete_rows, write_rows
+from fhir_server.storage.sqlite._index_rows import (
+    FulltextOp,
+    ParamIds,
+    Rows,
+    delete_rows,
+    flush_rows,
+    write_rows,
+)
 from fhir_server.storage.sqlite._search_exec import find_ids
 
 _CURRENT = """
@@ -38,19 +45,44 @@ def _current(conn: sqlite3.Connection, resource_type: str, id: str) -> _Current 
 
 
 class TxWriter:
-    """Writes versions and index entries; one per writer connection."""
+    """Writes versions and index entries; one per writer connection.
+
+    Within one write transaction (after :meth:`begin`) it hands out rids and version seqs itself — it holds the
+    write lock, so ``max + 1`` is what SQLite would pick — which lets a create be two INSERTs.  Index rows of the
+    ops of one :meth:`apply` are inserted together, one ``executemany`` per table, before any search runs inside
+    the transaction and at the end.
+    """
 
     def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
         self.conn = conn
         self.ids = ids
         self.clock = MonotonicClock()
         self.fulltext: list[FulltextOp] = []  # deferred to the end of the batch (see apply_fulltext)
+        self.rows: Rows = {}
+        self._next_rid = 0
+        self._next_seq = 0
+
+    def begin(self) -> None:
+        """Call right after BEGIN IMMEDIATE (another process may have written since the last transaction)."""
+        self._next_rid = self.conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM resources").fetchone()[0]
+        self._next_seq = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()[0]
 
     def _find(self, query: SearchQuery) -> list[str]:
+        flush_rows(self.conn, self.rows)
         return find_ids(self.conn, self.ids, query, 2)
 
     def apply(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
-        return [self._apply_one(op) for op in ops]
+        out = []
+        try:
+            for index, op in enumerate(ops):
+                try:
+                    out.append(self._apply_one(op))
+                except FhirError as exc:
+                    raise preconditions.mark_failed(exc, index) from None
+            flush_rows(self.conn, self.rows)
+        finally:
+            self.rows.clear()
+        return out
 
     def _apply_one(self, op: WriteOp) -> WriteOutcome:
         if op.method == "create":
@@ -66,32 +98,33 @@ class TxWriter:
         current = _current(self.conn, op.resource_type, op.id)
         if current is None or current.stored.deleted or current.stored.version != op.if_match:
             return WriteOutcome(200, op.resource_type, op.id, None, noop=True)
+        flush_rows(self.conn, self.rows)
         delete_rows(self.conn, current.rid, self.fulltext)
-        write_rows(self.conn, self.ids, op.resource_type, current.rid, op.index, self.fulltext)
+        write_rows(self.conn, self.ids, op.resource_type, current.rid, op.index, self.fulltext, self.rows)
         return WriteOutcome(200, op.resource_type, op.id, current.stored)
 
     def _create(self, op: WriteOp) -> WriteOutcome:
         if op.if_none_exist is not None:
             existing_id = preconditions.create_target(op, self._find(op.if_none_exist))
+            preconditions.check_expected(op, existing_id)
             if existing_id is not None:
                 current = _current(self.conn, op.resource_type, existing_id)
                 assert current is not None
                 return WriteOutcome(200, op.resource_type, existing_id, current.stored, noop=True)
         assert op.id is not None and op.resource is not None
-        current = _current(self.conn, op.resource_type, op.id)
-        if current is not None:
-            raise Conflict(f"{op.resource_type}/{op.id} already exists")
-        stored = self._write(op, op.id, None, op.resource, op.index)
+        stored = self._write(op, op.id, None, op.resource, op.index)  # an existing id breaks UNIQUE (type, id)
         return WriteOutcome(201, op.resource_type, op.id, stored, created=True)
 
     def _update(self, op: WriteOp) -> WriteOutcome:
         id = op.id
         if op.match is not None:
             id = preconditions.update_target(op, self._find(op.match))
+            preconditions.check_expected(op, id)
         if id is None or op.resource is None:
             raise InvalidRequest("update needs an id or search criteria and a resource")
         current = _current(self.conn, op.resource_type, id)
         op.id = id
+        preconditions.check_expected_version(op, current.stored if current else None)
         preconditions.check_version(op, current.stored if current else None)
         created = current is None or current.stored.deleted
         resource = op.resource if op.resource.get("id") == id else {**op.resource, "id": id}
@@ -102,6 +135,7 @@ class TxWriter:
         id = op.id
         if op.match is not None:
             id = preconditions.delete_target(op, self._find(op.match))
+            preconditions.check_expected(op, id)
             if id is None:
                 return WriteOutcome(204, op.resource_type, None, None, noop=True)
         assert id is not None
@@ -126,25 +160,32 @@ class TxWriter:
         last_updated, epoch = self.clock.now_with_epoch()
         method: Method = "delete" if resource is None else "create" if op.method == "create" else "update"
         body = None if resource is None else jsonio.dumps(with_meta(resource, version, last_updated))
+        seq = self._next_seq
         if current is None:
-            new_rid = conn.execute(
-                "INSERT INTO resources (type, id, version, deleted, current_seq) VALUES (?, ?, ?, ?, 0)",
-                (op.resource_type, id, version, 0),
-            ).lastrowid
-            assert new_rid is not None
-            rid = new_rid
+            rid = self._next_rid
+            try:
+                conn.execute(
+                    "INSERT INTO resources (rid, type, id, version, deleted, current_seq, lu) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rid, op.resource_type, id, version, 1 if resource is None else 0, seq, epoch),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{op.resource_type}/{id} already exists") from None
+            self._next_rid += 1
         else:
             rid = current.rid
-        seq = conn.execute(
-            "INSERT INTO versions (rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?)",
-            (rid, op.resource_type, version, last_updated, method, body),
-        ).lastrowid
+            conn.execute(
+                "UPDATE resources SET version = ?, deleted = ?, current_seq = ?, lu = ? WHERE rid = ?",
+                (version, 1 if resource is None else 0, seq, epoch, rid),
+            )
         conn.execute(
-            "UPDATE resources SET version = ?, deleted = ?, current_seq = ?, lu = ? WHERE rid = ?",
-            (version, 1 if resource is None else 0, seq, epoch, rid),
+            "INSERT INTO versions (seq, rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, rid, op.resource_type, version, last_updated, method, body),
         )
+        self._next_seq += 1
         if current is not None:
+            flush_rows(conn, self.rows)
             delete_rows(conn, rid, self.fulltext)
         if index is not None and resource is not None:
-            write_rows(conn, self.ids, op.resource_type, rid, index, self.fulltext)
+            write_rows(conn, self.ids, op.resource_type, rid, index, self.fulltext, self.rows)
         return StoredVersion(op.resource_type, id, version, last_updated, method, body)

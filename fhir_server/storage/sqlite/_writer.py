@@ -133,8 +133,11 @@ class Writer:
     def _commit(self, conn: sqlite3.Connection, tx: TxWriter, batch: list[_Job]) -> None:
         try:
             self._begin(conn)
+            tx.begin()
         except sqlite3.Error as exc:
             log.error("could not start a write transaction: %s", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             for job in batch:
                 job.error = ServiceUnavailable("the store is busy or unavailable; retry later")
             return

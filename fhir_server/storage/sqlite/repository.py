@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from fhir_server.errors import ServiceUnavailable
 from fhir_server.search.model import SearchQuery
 from fhir_server.storage.base import (
+    EverythingRequest,
     HistoryEntry,
     HistoryPage,
     HistoryQuery,
@@ -29,6 +30,7 @@ from fhir_server.storage.base import (
     WriteOp,
     WriteOutcome,
 )
+from fhir_server.storage.sqlite._everything import everything_page
 from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
@@ -120,6 +122,9 @@ class SQLiteRepository(Repository):
 
     async def search(self, request: SearchRequest) -> SearchPage:
         return await self._query(lambda conn: search_page(conn, self.ids, request, self.counts))
+
+    async def everything(self, request: EverythingRequest) -> SearchPage:
+        return await self._query(lambda conn: everything_page(conn, self.ids, request))
 
     async def count_matches(self, query: SearchQuery) -> int:
         return await self._query(lambda conn: count_matches(conn, self.ids, query, self.counts))
