@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -15,6 +16,9 @@ from fhir_server import __version__
 from fhir_server.api import errors as api_errors
 from fhir_server.api import rest
 from fhir_server.api.context import FhirContext
+from fhir_server.auth.patients import FhirPatientDirectory
+from fhir_server.auth.routes import routes as auth_routes
+from fhir_server.auth.service import AuthService
 from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
 from fhir_server.jobs.runner import InProcessRunner
@@ -77,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         everything=EverythingService(repo, resources, registry, defs, paging, settings.search.total_budget_ms),
     )
 
+    auth = AuthService(settings, defs.resource_types, FhirPatientDirectory(context.search, repo))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the event loop and the store's writer thread share the GIL; a shorter switch interval stops one from
@@ -84,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sys.setswitchinterval(settings.server.switch_interval_ms / 1000)
         await repo.open()
         await search_params.load()
+        await run_in_threadpool(auth.open)
         context.bulk_export.start()
         try:
             yield
@@ -91,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             context.bulk_export.stop()
             await runner.close()
             await repo.close()
+            auth.close()
 
     app = FastAPI(
         title="Infirmary FHIR R4 server",
@@ -102,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.fhir = context
     api_errors.install(app)
+    app.state.auth = auth
+    app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
     app.mount("/fhir", rest.router)
     app.add_route("/fhir", rest.base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   include_in_schema=False)

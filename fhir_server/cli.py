@@ -58,6 +58,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     click.echo(f"  CapabilityStatement: {base}/fhir/metadata")
     click.echo(f"  API explorer:       {base}/docs")
     click.echo(f"  store:              {settings.sqlite_file()}")
+    if settings.demo:
+        from fhir_server.demo.auth import demo_summary
+
+        for line in demo_summary(base):
+            click.echo(f"  {line}")
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
@@ -186,3 +191,12 @@ async def _load(settings: Settings, files: list[Path], concurrency: int = 4) -> 
     elapsed = time.perf_counter() - started
     click.echo(f"loaded {ok} resources ({failed} rejected) in {elapsed:.1f} s, {ok / max(elapsed, 1e-9):.0f}/s")
     return 1 if failed else 0
+
+
+# the authorization server's clients and users (fhir_server/auth/cli.py)
+from fhir_server.auth.cli import clients as _clients_group  # noqa: E402
+from fhir_server.auth.cli import users as _users_group  # noqa: E402
+
+main.add_command(_clients_group, "clients")
+main.add_command(_users_group, "users")
+

@@ -54,6 +54,33 @@ class ExportSettings(BaseModel):
     cleanup_interval_s: float = Field(60.0, gt=0, description="how often expired export files are looked for")
 
 
+class AuthSettings(BaseModel):
+    """The SMART on FHIR authorization server (docs/auth.md)."""
+
+    enabled: bool = Field(False, description="require access tokens on the FHIR API (the enforcement half; the "
+                                             "authorization server itself always runs)")
+    issuer: str | None = Field(None, description="issuer of tokens; default the FHIR base URL")
+    secret: str | None = Field(None, description="HMAC secret for cookies and CSRF; default a random one kept in "
+                                                 "the key file")
+    store_path: Path | None = Field(None, description="auth state SQLite file; default <data_dir>/auth.db")
+    keys_path: Path | None = Field(None, description="signing keys file; default <data_dir>/auth-keys.json")
+    access_token_lifetime_s: int = Field(3600, ge=60, le=3600, description="user access tokens (at most 1 hour)")
+    system_access_token_lifetime_s: int = Field(300, ge=60, le=3600, description="Backend Services tokens")
+    code_lifetime_s: int = Field(60, ge=10, le=600, description="authorization codes")
+    offline_refresh_lifetime_s: int = Field(30 * 86_400, ge=3600, description="offline_access refresh tokens")
+    session_lifetime_s: int = Field(12 * 3600, ge=300, description="login sessions (and online_access tokens)")
+    launch_lifetime_s: int = Field(600, ge=30, description="EHR launch contexts")
+    login_max_failures: int = Field(5, ge=1, description="failed logins in a row that lock an account")
+    lockout_s: int = Field(900, ge=1, description="how long a locked account stays locked")
+    throttle_window_s: int = Field(300, ge=1, description="window for counting failed logins per client address")
+    throttle_max_failures: int = Field(20, ge=1, description="failed logins per address in the window before "
+                                                             "that address is refused")
+    client_assertion_max_lifetime_s: int = Field(300, ge=1, description="longest exp - now of a client assertion")
+    dynamic_registration: bool = Field(False, description="open RFC 7591 dynamic client registration")
+    allow_http_jwks_uri: bool = Field(False, description="accept http:// client JWKS URLs (development only)")
+    jwks_cache_s: int = Field(300, ge=0, description="how long a client's JWKS fetched by URL is reused")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
 
@@ -66,6 +93,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     bundles: BundleSettings = BundleSettings()
     export: ExportSettings = ExportSettings()
+    auth: AuthSettings = AuthSettings()
 
     def sqlite_file(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "infirmary.db"
