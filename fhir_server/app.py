@@ -45,7 +45,14 @@ def build_repository(settings: Settings) -> Repository:
             settings.sqlite_file(),
             busy_timeout_ms=settings.storage.sqlite_busy_timeout_ms,
             write_batch_max=settings.storage.write_batch_max,
+            checkpoint_interval_ms=settings.storage.sqlite_checkpoint_interval_ms,
+            wal_max_mb=settings.storage.sqlite_wal_max_mb,
         )
+    if settings.storage.backend in ("mongodb", "mongo"):
+        from fhir_server.storage.mongo.repository import MongoRepository
+
+        return MongoRepository(settings.storage.mongodb_url,
+                               transactions=settings.storage.mongodb_require_transactions)
     raise ValueError(f"unknown storage backend {settings.storage.backend!r}")
 
 

@@ -200,3 +200,30 @@ from fhir_server.auth.cli import users as _users_group  # noqa: E402
 main.add_command(_clients_group, "clients")
 main.add_command(_users_group, "users")
 
+
+@main.command(help="Copy a store, with every version, to another backend: "
+                   "infirmary migrate --from sqlite:PATH --to mongodb://HOST/DB?replicaSet=NAME (either direction). "
+                   "The target must be empty.")
+@click.option("--from", "source", required=True, metavar="STORE", help="sqlite:PATH or a mongodb:// URL")
+@click.option("--to", "target", required=True, metavar="STORE", help="sqlite:PATH or a mongodb:// URL")
+def migrate(source: str, target: str) -> None:
+    from fhir_server.storage.migrate import MigrationError, Store
+    from fhir_server.storage.migrate import migrate as run_migration
+
+    settings = Settings()
+    shown: dict[str, int] = {}
+
+    def progress(stage: str, done: int) -> None:
+        if done - shown.get(stage, -10_000) >= 10_000:
+            shown[stage] = done
+            click.echo(f"  {stage}: {done} versions", err=True)
+
+    try:
+        click.echo(f"migrating {Store.parse(source).describe()} -> {Store.parse(target).describe()}")
+        report = asyncio.run(run_migration(source, target, settings, progress))
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"copied {report.versions} versions of {report.resources} resources "
+               f"({report.resources - report.deleted} current, {report.deleted} deleted)")
+    for rtype, count in sorted(report.by_type.items()):
+        click.echo(f"  {rtype}: {count}")

@@ -23,10 +23,28 @@ class ServerSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "mongodb", "mongo"] = Field(
+        "sqlite", description="sqlite (embedded, the default) or mongodb (production; \"mongo\" is an alias)"
+    )
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:27017/infirmary?replicaSet=rs0",
+        description="MongoDB connection URL: hosts, replica set, credentials, TLS, database (the path) and any "
+        "driver option; w=majority, journal=true, readConcernLevel=majority and retryable reads/writes are the "
+        "defaults when the URL does not set them",
+    )
+    mongodb_require_transactions: bool = Field(
+        True, description="refuse to start without multi-document transactions (a standalone server); turn off only "
+        "for MongoDB-compatible test servers: writes are then not atomic"
+    )
     sqlite_path: Path | None = Field(None, description="SQLite file; default <data_dir>/infirmary.db")
     sqlite_busy_timeout_ms: int = 10_000
     write_batch_max: int = Field(256, ge=1, description="most write requests grouped into one commit")
+    sqlite_checkpoint_interval_ms: int = Field(
+        500, ge=10, description="how often a background thread copies the WAL into the database file"
+    )
+    sqlite_wal_max_mb: int = Field(
+        256, ge=4, description="WAL size beyond which the checkpoint waits for the writer to bound it"
+    )
 
 
 class PagingSettings(BaseModel):

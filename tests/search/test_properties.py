@@ -77,7 +77,9 @@ from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
 from fhir_server.services.validate import Validator
 from fhir_server.storage._meta import epoch_of
+from fhir_server.storage.base import Repository
 from fhir_server.storage.sqlite.repository import SQLiteRepository
+from tests.mongo_server import mongo_target
 from tests.search._strategies import (
     BASE,
     GENDER,
@@ -123,9 +125,9 @@ def env() -> Env:
 class Store:
     """A fresh SQLite store with the real resource and search services over it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, repo: Repository) -> None:
         e = env()
-        self.repo = SQLiteRepository(path)
+        self.repo = repo
         self.resources = ResourceService(self.repo, e.defs, e.validator, e.indexer, e.registry, (BASE,))
         self.search = SearchService(self.repo, e.registry, e.defs, Paging(50, 1000))
         self.candidates: dict[tuple[str, str], Candidate] = {}
@@ -169,8 +171,17 @@ class Store:
         return {c.id for c in self.candidates.values() if c.resource_type == resource_type}
 
 
-async def _open(path: Path) -> Store:
-    store = Store(path)
+# every backend answers the same queries; "mongodb" is FHIR_TEST_MONGODB_URL or the emulator (tests/mongo_server.py)
+BACKENDS = ("sqlite", "mongodb")
+
+
+def _backend_ready(backend: str) -> None:
+    if backend == "mongodb":
+        mongo_target()  # skips (fails under CI=true) when there is no MongoDB to test against
+
+
+async def _open(path: Path, backend: str = "sqlite") -> Store:
+    store = Store(SQLiteRepository(path) if backend == "sqlite" else mongo_target().repository())
     await store.repo.open()
     return store
 
@@ -262,9 +273,9 @@ class Tally:
     nonempty: int = 0
 
 
-async def _check_world(world: World, data: st.DataObject, tally: Tally) -> None:
+async def _check_world(world: World, data: st.DataObject, tally: Tally, backend: str = "sqlite") -> None:
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        store = await _open(Path(tmp) / "search.db")
+        store = await _open(Path(tmp) / "search.db", backend)
         try:
             await store.write(world)
             stamps: dict[str, list[float]] = {}
@@ -305,14 +316,16 @@ async def _check_query(store: Store, query: Query, compartment: tuple[str, str] 
         event(name)
 
 
-def test_sqlite_search_equals_matcher() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sqlite_search_equals_matcher(backend: str) -> None:
+    _backend_ready(backend)
     tally = Tally(Counter(), Counter())
 
     @PROFILE
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
         world = data.draw(worlds())
-        asyncio.run(_check_world(world, data, tally))
+        asyncio.run(_check_world(world, data, tally, backend))
 
     check()
     missing = REQUIRED - set(tally.seen)
@@ -474,12 +487,15 @@ SWEEP_EXPECTED = {  # answers worked out by hand from the R4 search rules, for a
 }
 
 
-def test_sweep_every_prefix_modifier_and_form() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sweep_every_prefix_modifier_and_form(backend: str) -> None:
+    _backend_ready(backend)
+
     async def run() -> tuple[Counter[str], dict[str, set[str]]]:
         seen: Counter[str] = Counter()
         answers: dict[str, set[str]] = {}
         with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-            store = await _open(Path(tmp) / "sweep.db")
+            store = await _open(Path(tmp) / "sweep.db", backend)
             try:
                 await store.write(_sweep_world())
                 for query in _sweep_queries():
@@ -696,12 +712,12 @@ KNOWN = {
 
 
 async def _answer(known: Known, side: str) -> set[str]:
-    """The ids the ``side`` ("sqlite" or "matcher") finds for a known case."""
+    """The ids the ``side`` ("sqlite", "mongodb" or "matcher") finds for a known case."""
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        store = await _open(Path(tmp) / "known.db")
+        store = await _open(Path(tmp) / "known.db", "mongodb" if side == "mongodb" else "sqlite")
         try:
             await store.write(World([], known.resources, []))
-            if side == "sqlite":
+            if side in BACKENDS:
                 return await store.sql_ids(known.query)
             return store.matcher_ids(known.query.resource_type, await store.criteria(known.query))
         finally:
@@ -713,6 +729,8 @@ def test_known_case_matcher_follows_the_specification(name: str) -> None:
     assert asyncio.run(_answer(KNOWN[name], "matcher")) == KNOWN[name].spec
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(KNOWN))
-def test_known_case_sqlite_follows_the_specification(name: str) -> None:
-    assert asyncio.run(_answer(KNOWN[name], "sqlite")) == KNOWN[name].spec
+def test_known_case_sqlite_follows_the_specification(name: str, backend: str) -> None:
+    _backend_ready(backend)
+    assert asyncio.run(_answer(KNOWN[name], backend)) == KNOWN[name].spec

@@ -35,7 +35,7 @@ from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
 from fhir_server.storage.sqlite._search_sql import TypeCounts
-from fhir_server.storage.sqlite._writer import Writer
+from fhir_server.storage.sqlite._writer import Checkpointer, Writer
 
 T = TypeVar("T")
 
@@ -52,12 +52,21 @@ WHERE r.type = ? AND r.id = ? AND v.version = ?
 
 
 class SQLiteRepository(Repository):
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, write_batch_max: int = 256) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        write_batch_max: int = 256,
+        checkpoint_interval_ms: int = 500,
+        wal_max_mb: int = 256,
+    ) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
         self.ids = ParamIds()
         self.counts = TypeCounts()
         self._writer = Writer(path, busy_timeout_ms, write_batch_max, self.ids)
+        self._checkpointer = Checkpointer(path, busy_timeout_ms, checkpoint_interval_ms / 1000, wal_max_mb * 256)
         self._reader: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-query")
         self._local = threading.local()
@@ -73,10 +82,12 @@ class SQLiteRepository(Repository):
         finally:
             setup.close()
         self._writer.start()
+        self._checkpointer.start()
         self._reader = connect(self.path, self._busy_timeout_ms)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
         self._pool.shutdown(wait=True)
         for conn in self._pool_conns:
             conn.close()
