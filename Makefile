@@ -45,6 +45,7 @@ lint: install
 
 ## make bench: the benchmarks (not tests); each prints its figures
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	bash bench/run_all.sh
 
 ## make definitions: regenerate fhir_server/definitions from the official R4 package

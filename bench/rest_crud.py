@@ -77,7 +77,8 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--workers", str(workers), "--no-demo"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "FHIR_LOG_LEVEL": "warning"},
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "FHIR_LOG_LEVEL": "warning",
+             "FHIR_AUTH__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
     )
     for _ in range(300):
         try:

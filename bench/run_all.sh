@@ -11,3 +11,7 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || { echo "w
 .venv/bin/python bench/rest_crud.py --workers 2
 .venv/bin/python bench/search_scale.py --patients "${SCALE_PATIENTS:-10000}" --extra-patients "${SCALE_EXTRA:-100000}" \
     --data-dir "${SCALE_DIR:-/tmp/infirmary-scale}"
+.venv/bin/python bench/ingest.py --patients "${INGEST_PATIENTS:-1000}" --clients 1 4 --workers 2 --profile
+.venv/bin/python bench/everything.py
+.venv/bin/python bench/auth_overhead.py
+# bench/bulk_export.py URL runs against a running server (e.g. a store kept by bench/ingest.py --keep)

@@ -15,9 +15,13 @@ from starlette.responses import RedirectResponse, Response
 from fhir_server import __version__
 from fhir_server.api import errors as api_errors
 from fhir_server.api import rest
+from fhir_server.api.access import AccessMiddleware
 from fhir_server.api.context import FhirContext
+from fhir_server.auth.audit import AuditWriter
 from fhir_server.auth.patients import FhirPatientDirectory
+from fhir_server.auth.reach import ReachCompiler
 from fhir_server.auth.routes import routes as auth_routes
+from fhir_server.auth.security import Security
 from fhir_server.auth.service import AuthService
 from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
@@ -89,6 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     auth = AuthService(settings, defs.resource_types, FhirPatientDirectory(context.search, repo))
+    # AuditEvents are indexed for every search parameter, not for full text (_content): writing them stays cheap
+    audit = AuditWriter(repo, indexer.extract, batch_max=settings.auth.audit_batch_max,
+                        queue_max=settings.auth.audit_queue_max, spool=settings.data_dir / "audit-spool.ndjson")
+    security = Security(auth, ReachCompiler(defs, registry, indexer, base_urls), repo, defs.resource_types, audit,
+                        enabled=settings.auth.enabled)
+    context.security = security
+    context.bulk_export.job_repository = security.job_repository
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,11 +109,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await repo.open()
         await search_params.load()
         await run_in_threadpool(auth.open)
+        await audit.start()
         context.bulk_export.start()
         try:
             yield
         finally:
             context.bulk_export.stop()
+            await audit.stop()
             await runner.close()
             await repo.close()
             auth.close()
@@ -118,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fhir = context
     api_errors.install(app)
     app.state.auth = auth
+    app.state.security = security
+    app.add_middleware(AccessMiddleware)  # tokens, scoped services and audit on every /fhir request
     app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
     app.mount("/fhir", rest.router)
     app.add_route("/fhir", rest.base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

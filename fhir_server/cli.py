@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import sys
 import time
@@ -49,6 +50,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         FHIR_SERVER__WORKERS=workers,
         FHIR_DEMO=None if demo is None else str(demo).lower(),
     )
+    if not settings.auth.enabled:
+        if not is_loopback(settings.server.host):
+            raise click.ClickException(
+                "FHIR_AUTH__ENABLED=false (no access tokens, no audit) is for local development only: the server "
+                f"then listens on a loopback address only (127.0.0.1, ::1, localhost), not {settings.server.host!r}")
+        click.echo("WARNING: authorization is off (FHIR_AUTH__ENABLED=false): local development only", err=True)
     if settings.demo:
         loaded = asyncio.run(_load_demo(settings))
         click.echo(f"demo data: {loaded} resources loaded" if loaded else "demo data: store not empty, skipped")
@@ -57,7 +64,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     click.echo(f"  FHIR API:           {base}/fhir")
     click.echo(f"  CapabilityStatement: {base}/fhir/metadata")
     click.echo(f"  API explorer:       {base}/docs")
-    click.echo(f"  store:              {settings.sqlite_file()}")
+    store = settings.sqlite_file() if settings.storage.backend == "sqlite" else "MongoDB (FHIR_STORAGE__MONGODB_URL)"
+    click.echo(f"  store:              {store}")
     if settings.demo:
         from fhir_server.demo.auth import demo_summary
 
@@ -72,6 +80,16 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         log_level=settings.log_level,
         access_log=False,
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def _load_demo(settings: Settings) -> int:

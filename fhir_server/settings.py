@@ -75,8 +75,8 @@ class ExportSettings(BaseModel):
 class AuthSettings(BaseModel):
     """The SMART on FHIR authorization server (docs/auth.md)."""
 
-    enabled: bool = Field(False, description="require access tokens on the FHIR API (the enforcement half; the "
-                                             "authorization server itself always runs)")
+    enabled: bool = Field(True, description="require access tokens on the FHIR API; false is for local development "
+                                            "only: the server then listens on loopback addresses only")
     issuer: str | None = Field(None, description="issuer of tokens; default the FHIR base URL")
     secret: str | None = Field(None, description="HMAC secret for cookies and CSRF; default a random one kept in "
                                                  "the key file")
@@ -97,6 +97,10 @@ class AuthSettings(BaseModel):
     dynamic_registration: bool = Field(False, description="open RFC 7591 dynamic client registration")
     allow_http_jwks_uri: bool = Field(False, description="accept http:// client JWKS URLs (development only)")
     jwks_cache_s: int = Field(300, ge=0, description="how long a client's JWKS fetched by URL is reused")
+    break_glass_minutes: int = Field(30, ge=1, description="default length of a break-glass grant")
+    break_glass_max_minutes: int = Field(240, ge=1, description="longest break-glass grant")
+    audit_batch_max: int = Field(500, ge=1, description="most AuditEvents written in one commit")
+    audit_queue_max: int = Field(50_000, ge=1, description="AuditEvents waiting to be written before requests wait")
 
 
 class Settings(BaseSettings):

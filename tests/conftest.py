@@ -17,6 +17,11 @@ from fhir_server.settings import Settings, StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Access tokens are required by default (FHIR_AUTH__ENABLED=true).  Tests that are not about authorization run
+# with it off, as local development does: Settings() made anywhere in the suite, and the servers the tests start
+# (which inherit this environment), see it.  The authorization tests (tests/auth/) turn it on explicitly.
+os.environ.setdefault("FHIR_AUTH__ENABLED", "false")
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -16,10 +16,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from fhir_server import jsonio
-from fhir_server.api.context import ctx
+from fhir_server.api.access import request_access
+from fhir_server.api.context import ctx, services
 from fhir_server.api.negotiation import fhir_response, negotiate, require_json_body
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
-from fhir_server.services.bulk_export import FHIR_NDJSON, RETRY_AFTER_S, Level, post_parameters
+from fhir_server.services.bulk_export import FHIR_NDJSON, RETRY_AFTER_S, ExportAccess, Level, post_parameters
 
 
 def _prefer(request: Request) -> tuple[bool, bool]:
@@ -43,12 +44,26 @@ async def _kick_off(request: Request, level: Level, path: str, group_id: str | N
     query = request.url.query
     job_id, warnings = await c.bulk_export.kick_off(
         level, params, base_url=base, request_url=f"{base}/{path}" + (f"?{query}" if query else ""),
-        group_id=group_id, lenient=lenient,
+        group_id=group_id, lenient=lenient, access=_access(request),
     )
     status_url = f"{base}/$export-status/{job_id}"
     outcome = operation_outcome([Issue("information", "informational", f"export started (Task/{job_id})"),
                                  *warnings])
     return fhir_response(outcome, fmt, 202, {"Content-Location": status_url})
+
+
+def _access(request: Request) -> ExportAccess | None:
+    access = request_access(request)
+    if access is None:
+        return None
+    policy = access.policy
+    return ExportAccess(services(request).resources, lambda t: policy.reach("s", t).allowed, access.export_record(),
+                        access.requester)
+
+
+def _requester(request: Request) -> str | None:
+    access = request_access(request)
+    return access.requester if access is not None else None
 
 
 async def export_system(request: Request) -> Response:
@@ -69,10 +84,10 @@ async def export_status(request: Request) -> Response:
     c = ctx(request)
     if request.method == "DELETE":
         fmt = negotiate(request)
-        await c.bulk_export.cancel(job_id)
+        await c.bulk_export.cancel(job_id, _requester(request))
         outcome = operation_outcome([Issue("information", "informational", f"export {job_id} cancelled")])
         return fhir_response(outcome, fmt, 202)
-    status = await c.bulk_export.status(job_id)
+    status = await c.bulk_export.status(job_id, _requester(request))
     if status.manifest is None:
         return Response(status_code=202, headers={"X-Progress": status.progress or "in progress",
                                                   "Retry-After": str(RETRY_AFTER_S)})
@@ -82,7 +97,7 @@ async def export_status(request: Request) -> Response:
 
 async def export_file(request: Request) -> Response:
     p = request.path_params
-    path = ctx(request).bulk_export.file_path(p["job"], p["name"])
+    path = await ctx(request).bulk_export.file(p["job"], p["name"], _requester(request))
     return FileResponse(path, media_type=FHIR_NDJSON)
 
 

@@ -1,12 +1,19 @@
-"""What the routers need from the application: services and the base URL."""
+"""What the routers need from the application: services and the base URL.
+
+With authorization on, a route's services are made for its request on a scoped repository (``services``): the
+token's scopes, roles and patient context apply to everything they read and write.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 
 from fhir_server.definitions import Definitions
+from fhir_server.errors import InternalError
 from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.services.bulk_export import BulkExport
 from fhir_server.services.bundles import BundleService
@@ -17,6 +24,54 @@ from fhir_server.services.search import SearchService
 from fhir_server.services.search_params import SearchParameters
 from fhir_server.settings import Settings
 from fhir_server.storage.base import Repository
+
+if TYPE_CHECKING:
+    from fhir_server.api.access import RequestAccess
+
+_S = TypeVar("_S")
+
+
+class Services:
+    """The services one request uses, on the scoped repository when authorization is on.  Each is made when
+    first used (shallow copies of the application's: registries, validators and hooks are shared)."""
+
+    def __init__(self, fhir: FhirContext, repo: Repository, access: RequestAccess | None = None) -> None:
+        self.fhir = fhir
+        self.repo = repo
+        self.access = access
+
+    @functools.cached_property
+    def resources(self) -> ResourceService:
+        if self.repo is self.fhir.repo:
+            return self.fhir.resources
+        return _with(self.fhir.resources, repo=self.repo)
+
+    @functools.cached_property
+    def search(self) -> SearchService:
+        if self.repo is self.fhir.repo:
+            return self.fhir.search
+        return _with(self.fhir.search, repo=self.repo)
+
+    @functools.cached_property
+    def everything(self) -> EverythingService:
+        if self.repo is self.fhir.repo:
+            return self.fhir.everything
+        self.fhir.everything.shape()  # computed once on the application's service, then shared by the copies
+        return _with(self.fhir.everything, repo=self.repo, resources=self.resources)
+
+    @functools.cached_property
+    def bundles(self) -> BundleService:
+        if self.repo is self.fhir.repo:
+            return self.fhir.bundles
+        return _with(self.fhir.bundles, resources=self.resources)
+
+
+def _with(service: _S, **changes: Any) -> _S:
+    """A shallow copy of a service with some attributes replaced (cheaper than copy.copy on every request)."""
+    clone: _S = object.__new__(type(service))
+    clone.__dict__.update(service.__dict__)
+    clone.__dict__.update(changes)
+    return clone
 
 
 @dataclass
@@ -33,6 +88,13 @@ class FhirContext:
     bundles: BundleService
     bulk_export: BulkExport
     everything: EverythingService
+    security: Any = None  # fhir_server.auth.security.Security when authorization is on
+
+    def unscoped(self) -> Services:
+        return Services(self, self.repo)
+
+    def services_for(self, repo: Repository, access: RequestAccess | None = None) -> Services:
+        return Services(self, repo, access)
 
     def base_url(self, request: Request) -> str:
         if self.settings.server.base_url:
@@ -43,3 +105,16 @@ class FhirContext:
 def ctx(request: Request) -> FhirContext:
     context: FhirContext = request.app.state.fhir
     return context
+
+
+def services(request: Request) -> Services:
+    """The services for this request: scoped to its access token when authorization is on."""
+    from fhir_server.api.access import request_access
+
+    context = ctx(request)
+    access = request_access(request)
+    if access is not None:
+        return access.services(context)
+    if context.security is not None and context.security.enabled:
+        raise InternalError("this FHIR request was not authenticated")  # fail closed: a route outside /fhir?
+    return context.unscoped()

@@ -10,13 +10,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fhir_server.api import _http
-from fhir_server.api.context import ctx
+from fhir_server.api.context import ctx, services
 from fhir_server.api.negotiation import fhir_response, negotiate, require_json_body
 from fhir_server.services.everything import EverythingService
 
 
 def _service(request: Request) -> EverythingService:
-    return ctx(request).everything
+    return services(request).everything
 
 
 async def _params(request: Request) -> list[tuple[str, str]]:

@@ -19,7 +19,8 @@ from starlette.routing import Route, Router
 
 from fhir_server import jsonio
 from fhir_server.api import _http, bulk, everything
-from fhir_server.api.context import ctx
+from fhir_server.api.access import note_interaction
+from fhir_server.api.context import ctx, services
 from fhir_server.api.negotiation import (
     Format,
     fhir_response,
@@ -31,7 +32,7 @@ from fhir_server.errors import MethodNotAllowed, UnsupportedMediaType
 from fhir_server.services import history as history_service
 from fhir_server.services import subsetting
 from fhir_server.services.bundles import Dispatch
-from fhir_server.services.capabilities import capability_statement
+from fhir_server.services.capabilities import capability_statement, smart_security
 from fhir_server.services.resources import PatchBody
 from fhir_server.storage.base import StoredVersion
 
@@ -84,14 +85,14 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 async def read(request: Request) -> Response:
     fmt = negotiate(request)
     p = request.path_params
-    stored = await ctx(request).resources.read(p["resource_type"], p["id"])
+    stored = await services(request).resources.read(p["resource_type"], p["id"])
     return _read_response(request, fmt, stored)
 
 
 async def vread(request: Request) -> Response:
     fmt = negotiate(request)
     p = request.path_params
-    stored = await ctx(request).resources.vread(p["resource_type"], p["id"], p["version"])
+    stored = await services(request).resources.vread(p["resource_type"], p["id"], p["version"])
     return _read_response(request, fmt, stored)
 
 
@@ -118,7 +119,7 @@ async def update(request: Request) -> Response:
     require_json_body(request)
     c = ctx(request)
     p = request.path_params
-    outcome = await c.resources.update(p["resource_type"], p["id"], await request.body(),
+    outcome = await services(request).resources.update(p["resource_type"], p["id"], await request.body(),
                                        request.headers.get("if-match"))
     return _http.write_response(request, fmt, outcome, c.base_url(request), "updated")
 
@@ -131,7 +132,7 @@ async def _patch(request: Request, id: str | None) -> Response:
     fmt = negotiate(request)
     c = ctx(request)
     body = PatchBody(request_media_type(request) or "", await request.body())
-    outcome = await c.resources.patch(
+    outcome = await services(request).resources.patch(
         request.path_params["resource_type"], id, body, query_string=request.url.query,
         if_match=request.headers.get("if-match"),
     )
@@ -141,7 +142,7 @@ async def _patch(request: Request, id: str | None) -> Response:
 async def delete(request: Request) -> Response:
     negotiate(request)
     p = request.path_params
-    outcome = await ctx(request).resources.delete(p["resource_type"], p["id"], request.headers.get("if-match"))
+    outcome = await services(request).resources.delete(p["resource_type"], p["id"], request.headers.get("if-match"))
     headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
     return Response(status_code=204, headers=headers)
 
@@ -153,7 +154,7 @@ async def create(request: Request) -> Response:
     fmt = negotiate(request)
     require_json_body(request)
     c = ctx(request)
-    outcome = await c.resources.create(request.path_params["resource_type"], await request.body(),
+    outcome = await services(request).resources.create(request.path_params["resource_type"], await request.body(),
                                        request.headers.get("if-none-exist"))
     return _http.write_response(request, fmt, outcome, c.base_url(request), "created")
 
@@ -162,7 +163,7 @@ async def conditional_update(request: Request) -> Response:
     fmt = negotiate(request)
     require_json_body(request)
     c = ctx(request)
-    outcome = await c.resources.conditional_update(
+    outcome = await services(request).resources.conditional_update(
         request.path_params["resource_type"], request.url.query, await request.body(),
         request.headers.get("if-match"),
     )
@@ -175,7 +176,7 @@ async def conditional_patch(request: Request) -> Response:
 
 async def conditional_delete(request: Request) -> Response:
     negotiate(request)
-    outcome = await ctx(request).resources.conditional_delete(request.path_params["resource_type"],
+    outcome = await services(request).resources.conditional_delete(request.path_params["resource_type"],
                                                               request.url.query)
     headers = {"ETag": f'W/"{outcome.version.version}"'} if outcome.version and not outcome.noop else {}
     return Response(status_code=204, headers=headers)
@@ -219,7 +220,7 @@ async def _search(
     c = ctx(request)
     strict = _http.prefer_handling(request) == "strict"
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
-    bundle = await c.search.search(resource_type, params, base_url=c.base_url(request), strict=strict,
+    bundle = await services(request).search.search(resource_type, params, base_url=c.base_url(request), strict=strict,
                                    compartment=compartment)
     return fhir_response(bundle, fmt)
 
@@ -236,7 +237,7 @@ async def history(request: Request) -> Response:
         c.resources.check_type(rtype)
     qs = request.url.query
     query = history_service.parse_history_query(rtype, id, qs, c.paging)
-    page = await history_service.history(c.repo, query)
+    page = await history_service.history(services(request).repo, query)
     path = "/".join(p for p in (rtype or "", id or "", "_history") if p)
     return fhir_response(history_service.history_bundle(c.base_url(request), path, qs, query, page), fmt)
 
@@ -244,7 +245,14 @@ async def history(request: Request) -> Response:
 async def capabilities(request: Request) -> Response:
     fmt = negotiate(request)
     c = ctx(request)
-    return fhir_response(capability_statement(c.defs, c.search.registry, c.base_url(request), c.started), fmt)
+    base = c.base_url(request)
+    security = None
+    if c.security is not None and c.security.enabled:
+        ends = c.security.auth.endpoints(base)
+        register = f"{ends.auth_base}/register" if c.settings.auth.dynamic_registration else None
+        security = smart_security(f"{ends.auth_base}/authorize", ends.token_url, f"{ends.auth_base}/introspect",
+                                  f"{ends.auth_base}/revoke", register)
+    return fhir_response(capability_statement(c.defs, c.search.registry, base, c.started, security), fmt)
 
 
 async def search_system(request: Request) -> Response:
@@ -259,10 +267,11 @@ async def batch_or_transaction(request: Request) -> Response:
     fmt = negotiate(request)
     require_json_body(request)
     c = ctx(request)
-    bundle = await c.bundles.process(
+    bundle = await services(request).bundles.process(
         await request.body(), base_url=c.base_url(request),
         prefer=_http.prefer_return(request, default="minimal"), dispatch=_subrequests(request),
     )
+    note_interaction(request, str(bundle["type"]).removesuffix("-response"))
     return fhir_response(bundle, fmt)
 
 

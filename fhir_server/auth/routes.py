@@ -374,6 +374,14 @@ async def launch(request: Request) -> Response:
                         headers={"Cache-Control": "no-store"})
 
 
+async def break_glass(request: Request) -> Response:
+    from fhir_server.auth.break_glass import break_glass as endpoint
+
+    caller = _caller(request)
+    body = await _json_body(request) if request.method == "POST" else None
+    return await endpoint(request, caller, body)
+
+
 def routes() -> list[BaseRoute]:
     """The routes to mount on the application, before the ``/fhir`` mount."""
     return [
@@ -389,6 +397,7 @@ def routes() -> list[BaseRoute]:
             Route("/register", register, methods=["POST"]),
             Route("/jwks", jwks, methods=["GET"]),
             Route("/launch", launch, methods=["POST"]),
+            Route("/break-glass", break_glass, methods=["GET", "POST", "DELETE"]),
             Route("/admin/clients", admin_clients, methods=["GET", "POST"]),
             Route("/admin/clients/{client_id}", admin_client, methods=["GET", "DELETE"]),
             Route("/admin/users", admin_users, methods=["GET", "POST"]),

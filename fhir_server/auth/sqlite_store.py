@@ -20,6 +20,7 @@ from typing import Any
 from fhir_server.auth.models import AuthCode, Client, LaunchContext, RefreshToken, Session, User
 
 SCHEMA_VERSION = 1
+LISTS_RECHECK_S = 0.05  # another process's revocation or break-glass grant is seen within this long
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS sessions (
   session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, auth_time INTEGER NOT NULL, expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS break_glass (
+  user_id TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL, granted_by TEXT NOT NULL,
+  granted_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures(key, at);
 """
 
@@ -66,6 +71,14 @@ class SQLiteAuthStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        # the revocation list and break-glass grants, read on every FHIR request, are kept in memory: read again
+        # at once after this store wrote, and when another process committed to the file (its WAL changes),
+        # which is looked at every LISTS_RECHECK_S (a stat costs about as much as the query it saves)
+        self._writes = 0
+        self._lists_stamp: tuple[Any, ...] | None = None
+        self._lists_checked = (-1, 0.0)
+        self._revoked: frozenset[str] = frozenset()
+        self._break_glass: dict[str, float] = {}
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +110,7 @@ class SQLiteAuthStore:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
+            self._writes += 1
             try:
                 yield db
             except BaseException:
@@ -115,6 +129,7 @@ class SQLiteAuthStore:
 
     def _run(self, sql: str, *args: Any) -> int:
         with self._lock:
+            self._writes += 1
             return self._db.execute(sql, args).rowcount
 
     # -- users ----------------------------------------------------------------------------------------------------
@@ -272,9 +287,36 @@ class SQLiteAuthStore:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO revoked (id, until) VALUES (?, ?)", [(i, until) for i in ids])
 
+    def _stamp(self) -> tuple[Any, ...]:
+        """Changes whenever any process commits to the file (WAL frames are appended) or this store writes."""
+        stats: list[tuple[int, int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                st = os.stat(path)
+                stats.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                stats.append(None)
+        return (self._writes, *stats)
+
+    def _lists(self) -> None:
+        """Read the revocation list and the break-glass grants again if the file changed since last time."""
+        now = time.monotonic()
+        writes, checked = self._lists_checked
+        if writes == self._writes and now - checked < LISTS_RECHECK_S:
+            return
+        self._lists_checked = (self._writes, now)
+        stamp = self._stamp()  # taken before reading: a commit in between is read again next time
+        if stamp == self._lists_stamp:
+            return
+        with self._lock:
+            revoked = frozenset(r[0] for r in self._db.execute("SELECT id FROM revoked"))
+            glass = {r[0]: float(r[1]) for r in self._db.execute("SELECT user_id, until FROM break_glass")}
+            self._revoked, self._break_glass, self._lists_stamp = revoked, glass, stamp
+
     def is_revoked(self, ids: Sequence[str]) -> bool:
-        marks = ",".join("?" * len(ids))
-        return bool(ids) and self._one(f"SELECT 1 FROM revoked WHERE id IN ({marks}) LIMIT 1", *ids) is not None
+        self._lists()
+        revoked = self._revoked
+        return any(i in revoked for i in ids)
 
     # -- client assertions ----------------------------------------------------------------------------------------
 
@@ -332,8 +374,22 @@ class SQLiteAuthStore:
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
 
+    # -- break-glass --------------------------------------------------------------------------------------------
+
+    def grant_break_glass(self, user_id: str, until: float, reason: str, granted_by: str, at: float) -> None:
+        self._run("INSERT OR REPLACE INTO break_glass (user_id, until, reason, granted_by, granted_at) "
+                  "VALUES (?, ?, ?, ?, ?)", user_id, until, reason, granted_by, at)
+
+    def break_glass_until(self, user_id: str) -> float:
+        self._lists()
+        return self._break_glass.get(user_id, 0.0)
+
+    def end_break_glass(self, user_id: str) -> bool:
+        return self._run("DELETE FROM break_glass WHERE user_id = ?", user_id) > 0
+
     def purge(self, now: float) -> None:
         with self._tx() as db:
+            db.execute("DELETE FROM break_glass WHERE until < ?", (now,))
             db.execute("DELETE FROM codes WHERE expires_at < ?", (now - 86_400,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at < ?", (now,))
             db.execute("DELETE FROM revoked WHERE until < ?", (now,))

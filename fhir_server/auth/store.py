@@ -105,6 +105,15 @@ class AuthStore(Protocol):
 
     def count_login_failures(self, key: str, since: float) -> int: ...
 
+    # break-glass: a user's time-limited emergency access (fhir_server/auth/break_glass.py)
+    def grant_break_glass(self, user_id: str, until: float, reason: str, granted_by: str, at: float) -> None:
+        """Grant (or replace) the user's break-glass until ``until`` (epoch seconds)."""
+
+    def break_glass_until(self, user_id: str) -> float:
+        """When the user's break-glass ends (0.0: none; compare with the time)."""
+
+    def end_break_glass(self, user_id: str) -> bool: ...
+
     # housekeeping
     def purge(self, now: float) -> None:
         """Forget what has expired (codes, tokens, jtis, launches, sessions, old failures)."""

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from fhir_server import jsonio
 from fhir_server.definitions import Definitions
 from fhir_server.errors import (
     FhirError,
+    Forbidden,
     InternalError,
     Issue,
     NotFound,
@@ -50,7 +51,7 @@ from fhir_server.settings import ExportSettings
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import Repository, SearchRequest, StoredVersion
 
-__all__ = ["FHIR_NDJSON", "RETRY_AFTER_S", "BulkExport", "ExportStatus", "Level", "post_parameters"]
+__all__ = ["FHIR_NDJSON", "RETRY_AFTER_S", "BulkExport", "ExportAccess", "ExportStatus", "Level", "post_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ STALE_AFTER_S = 300.0  # an in-progress job that has not reported for this long 
 JOB_SYSTEM = "https://infirmary.example.org/fhir/CodeSystem/jobs"
 FILES_DELETED = "files-deleted"
 FILES_EXPIRED = "files-expired"
+
+
+@dataclass(frozen=True)
+class ExportAccess:
+    """Who asks for an export when authorization is on.  ``resources`` is the requester's scoped service (the
+    checks at kick-off), ``may_export`` says which types their token may search, ``record`` is kept with the job
+    (the job reads through ``BulkExport.job_repository(record)``), and only ``requester`` may poll, cancel and
+    download."""
+
+    resources: ResourceService
+    may_export: Callable[[str], bool]
+    record: dict[str, Any]
+    requester: str
 
 
 class _Cancelled(Exception):
@@ -109,6 +123,8 @@ class BulkExport:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # the repository an export job reads through, from the access recorded at kick-off (authorization on)
+        self.job_repository: Callable[[dict[str, Any]], Repository] | None = None
 
     # -- kick-off ----------------------------------------------------------------------------------------------
 
@@ -121,15 +137,22 @@ class BulkExport:
         request_url: str,
         group_id: str | None = None,
         lenient: bool = False,
+        access: ExportAccess | None = None,
     ) -> tuple[str, list[Issue]]:
         """Check the request, record it as a Task and start the job; returns the job (Task) id and the
         warnings of a lenient kick-off."""
-        if group_id is not None:
-            await self.resources.read("Group", group_id)  # 404 / 410 before anything else
+        if group_id is not None:  # 404 / 410 before anything else
+            await (access.resources if access is not None else self.resources).read("Group", group_id)
         request, warnings = parse_kickoff(level, group_id, params,
                                           lambda t: self.planner.type_problem(level, t), lenient=lenient)
-        await self.planner.plan(request, base_url)  # the filters and the Group are checked now, not in the job
-        job_id = await self._create_task(request, base_url, request_url)
+        if access is not None:
+            request = self._permitted(request, access)
+        plans = await self.planner.plan(request, base_url)  # the filters and the Group are checked now
+        if access is not None:
+            for plan in plans:  # a filter may not search into what the token cannot read (403 now, not later)
+                if plan.criteria:
+                    await access.resources.repo.find(plan.query(), limit=1)
+        job_id = await self._create_task(request, base_url, request_url, access)
         files = JobFiles(self.root, job_id)
         await asyncio.to_thread(files.create)
         await asyncio.to_thread(files.write_progress, {"state": "queued"})
@@ -140,7 +163,23 @@ class BulkExport:
         self._running[job_id] = self.runner.submit(f"bulk export {job_id}", self.run, job_id)
         return job_id, warnings
 
-    async def _create_task(self, request: ExportRequest, base_url: str, request_url: str) -> str:
+    def _permitted(self, request: ExportRequest, access: ExportAccess) -> ExportRequest:
+        """The types the requester's token may export: those asked for must all be allowed; without ``_type``,
+        the allowed ones of the level."""
+        if request.types:
+            for rtype in request.types:
+                if not access.may_export(rtype):
+                    raise Forbidden(f"this access token does not allow exporting {rtype} resources",
+                                    expression="_type")
+            return request
+        allowed = tuple(sorted(t for t in self.planner.types_of(request.level) if access.may_export(t)))
+        if not allowed:
+            raise Forbidden("this access token allows exporting no resource type of this level",
+                            expression="_type")
+        return replace(request, types=allowed)
+
+    async def _create_task(self, request: ExportRequest, base_url: str, request_url: str,
+                           access: ExportAccess | None = None) -> str:
         task: dict[str, Any] = {
             "resourceType": "Task",
             "status": "in-progress",
@@ -155,6 +194,9 @@ class BulkExport:
                 *task_inputs(request),
             ],
         }
+        if access is not None:
+            task["input"].extend([{"type": {"text": "requester"}, "valueString": access.requester},
+                                  {"type": {"text": "access"}, "valueString": jsonio.dumps(access.record).decode()}])
         if request.group_id is not None:
             task["focus"] = {"reference": f"Group/{request.group_id}"}
         outcome = await self.resources.create("Task", jsonio.dumps(task))
@@ -162,8 +204,8 @@ class BulkExport:
 
     # -- polling, cancelling, files ----------------------------------------------------------------------------
 
-    async def status(self, job_id: str) -> ExportStatus:
-        _, task = await self._export_task(job_id)
+    async def status(self, job_id: str, requester: str | None = None) -> ExportStatus:
+        _, task = await self._export_task(job_id, requester)
         state = task.get("status")
         business = _business_code(task)
         if state == "cancelled" or business in (FILES_DELETED, FILES_EXPIRED):
@@ -185,9 +227,9 @@ class BulkExport:
             raise InternalError(f"export {job_id} failed: the export was interrupted")
         return ExportStatus(progress=progress_text(progress))
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str, requester: str | None = None) -> None:
         """DELETE on the status URL: stop the job if it runs, remove its files; later polls answer 404."""
-        _, task = await self._export_task(job_id)
+        _, task = await self._export_task(job_id, requester)
         state = task.get("status")
         if state == "cancelled" or _business_code(task) in (FILES_DELETED, FILES_EXPIRED):
             raise NotFound(f"export {job_id} was already cancelled or deleted")
@@ -202,17 +244,25 @@ class BulkExport:
                 FILES_DELETED, "files deleted at the client's request")))
         await asyncio.to_thread(JobFiles(self.root, job_id).remove)
 
+    async def file(self, job_id: str, name: str, requester: str | None = None) -> Path:
+        """The path of an export file, for its requester only (when authorization is on)."""
+        if requester is not None:
+            await self._export_task(job_id, requester)
+        return self.file_path(job_id, name)
+
     def file_path(self, job_id: str, name: str) -> Path:
         path = JobFiles(self.root, job_id).data_file(name) if valid_job_id(job_id) else None
         if path is None:
             raise NotFound(f"no export file {job_id}/{name} (it may have expired)")
         return path
 
-    async def _export_task(self, job_id: str) -> tuple[StoredVersion, dict[str, Any]]:
+    async def _export_task(self, job_id: str, requester: str | None = None) -> tuple[StoredVersion, dict[str, Any]]:
         stored = await self.repo.read("Task", job_id) if valid_job_id(job_id) else None
         task = jsonio.loads(stored.body) if stored is not None and stored.body is not None else None
         if stored is None or task is None or _code(task) != "bulk-export":
             raise NotFound(f"no export job {job_id}")
+        if requester is not None and _input_string(task, "requester") != requester:
+            raise NotFound(f"no export job {job_id}")  # someone else's export: not even its existence
         return stored, task
 
     async def _update_task(self, job_id: str, change: Callable[[dict[str, Any]], object]) -> int | None:
@@ -295,6 +345,13 @@ class BulkExport:
             return
         inputs = {(i.get("type") or {}).get("text"): i.get("valueUrl") for i in task.get("input", [])}
         request, base = from_task_inputs(task.get("input", [])), str(inputs["base"])
+        access = _input_string(task, "access")
+        repo = self.repo
+        if access is not None:
+            if self.job_repository is None:
+                raise InternalError("this export needs authorization, which is not configured")
+            repo = self.job_repository(jsonio.loads(access))
+        planner = ExportPlanner(repo, self.planner.search, self.planner.defs)
         started = format_instant(self.clock())
 
         def begin(t: dict[str, Any]) -> None:
@@ -302,22 +359,22 @@ class BulkExport:
             t.setdefault("executionPeriod", {})["start"] = started
 
         await self._update_running(job_id, begin)
-        plans = await self.planner.plan(request, base)
-        sizes = [await self.repo.count(p.resource_type) for p in plans]
+        plans = await planner.plan(request, base)
+        sizes = [await repo.count(p.resource_type) for p in plans]
         work = [(p, n) for p, n in zip(plans, sizes, strict=True) if n > 0]
         progress = Progress(files, total=sum(n for _, n in work), types=len(work),
                              exact=request.level == "system" and not request.since and not request.type_filters)
         outputs: list[tuple[str, str, int]] = []  # (type, file name, count)
         for plan, _ in work:
             await self._check_wanted(job_id)
-            for name, count in await self._export_type(job_id, plan, files, progress):
+            for name, count in await self._export_type(job_id, plan, files, progress, repo):
                 outputs.append((plan.resource_type, name, count))
         errors = [("OperationOutcome", name, n) for name, n in await asyncio.to_thread(files.error_files)]
         manifest = {
             "transactionTime": started,
             "request": str(inputs["request"]),
-            # false until SMART authorization lands (issue 5): the files are then to be fetched with the token
-            "requiresAccessToken": False,
+            # with authorization on, the files are fetched with the requester's access token
+            "requiresAccessToken": access is not None,
             "output": [{"type": t, "url": _file_url(base, job_id, n), "count": c} for t, n, c in outputs],
             "error": [{"type": t, "url": _file_url(base, job_id, n), "count": c} for t, n, c in errors],
         }
@@ -337,7 +394,7 @@ class BulkExport:
         await self._update_running(job_id, complete)
 
     async def _export_type(
-        self, job_id: str, plan: TypePlan, files: JobFiles, progress: Progress
+        self, job_id: str, plan: TypePlan, files: JobFiles, progress: Progress, repo: Repository
     ) -> list[tuple[str, int]]:
         """Stream one type into its files, a page at a time."""
         writer = NdjsonWriter(files, plan.resource_type, self.settings.max_resources_per_file)
@@ -346,7 +403,7 @@ class BulkExport:
         cursor: str | None = None
         try:
             while True:
-                page = await self.repo.search(SearchRequest(query, PAGE, cursor, total=False))
+                page = await repo.search(SearchRequest(query, PAGE, cursor, total=False))
                 lines = [ndjson_line(v.body) for v in page.matches if v.body is not None]
                 if lines:
                     await asyncio.to_thread(writer.write, lines)
@@ -417,6 +474,13 @@ class BulkExport:
 
 def _file_url(base: str, job_id: str, name: str) -> str:
     return f"{base}/$export-file/{job_id}/{name}"
+
+
+def _input_string(task: dict[str, Any], name: str) -> str | None:
+    for item in task.get("input", []):
+        if (item.get("type") or {}).get("text") == name and isinstance(item.get("valueString"), str):
+            return str(item["valueString"])
+    return None
 
 
 def _code(task: dict[str, Any]) -> str | None:

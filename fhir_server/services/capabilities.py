@@ -38,8 +38,31 @@ def _includes(registry: SearchRegistry, rtype: str) -> list[str]:
     return ["*", *sorted(f"{rtype}:{p.code}" for p in registry.reference_params(rtype))]
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def smart_security(authorize: str, token: str, introspect: str, revoke: str,
+                   register: str | None = None) -> dict[str, Any]:
+    """``rest.security`` of a server that takes SMART on FHIR access tokens (SMART App Launch 2.x)."""
+    uris = [("authorize", authorize), ("token", token), ("introspect", introspect), ("revoke", revoke)]
+    if register:
+        uris.append(("register", register))
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile (see .well-known/smart-configuration)"}],
+        "extension": [{"url": OAUTH_URIS,
+                       "extension": [{"url": name, "valueUri": uri} for name, uri in uris]}],
+        "description": "Every interaction needs an access token from this server's SMART authorization server; "
+                       "SMART v1 and v2 scopes, staff role policies and the patient compartment limit what it "
+                       "reaches, and every access to patient data is audited.",
+    }
+
+
 def capability_statement(
-    defs: Definitions, registry: SearchRegistry, base_url: str, started: str
+    defs: Definitions, registry: SearchRegistry, base_url: str, started: str,
+    security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     resources: list[dict[str, Any]] = [
         {
@@ -62,7 +85,10 @@ def capability_statement(
         ops = [{"name": name, "definition": url} for name, url, on in OPERATIONS if on == resource["type"]]
         if ops:
             resource["operation"] = ops
-    return {
+    rest: dict[str, Any] = {"mode": "server"}
+    if security is not None:
+        rest["security"] = security
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": started,
@@ -75,7 +101,7 @@ def capability_statement(
         "patchFormat": list(PATCH_FORMATS),
         "rest": [
             {
-                "mode": "server",
+                **rest,
                 "documentation": (
                     "FHIR R4 RESTful API. Conditional create, update, delete and patch accept any search "
                     "criteria. Search supports every parameter type, modifier and prefix, chaining, _has, "
@@ -89,3 +115,4 @@ def capability_statement(
             }
         ],
     }
+    return statement

@@ -110,15 +110,13 @@ def history_bundle(base: str, path: str, query_string: str, query: HistoryQuery,
         links.append(link("next", f"b{page.entries[-1].seq}"))
     if page.entries and page.has_newer:
         links.append(link("previous", f"a{page.entries[0].seq}"))
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "history",
-        "total": page.total,
-        "link": links,
-        "entry": [_entry(base, e.version) for e in page.entries],
-    }
-    if not bundle["entry"]:
-        del bundle["entry"]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    entries = [_entry(base, e.version) for e in page.entries]
+    if entries:
+        bundle["entry"] = entries
     return orjson.dumps(bundle)
 
 

@@ -121,7 +121,7 @@ class HistoryEntry:
 @dataclass(frozen=True)
 class HistoryPage:
     entries: list[HistoryEntry]
-    total: int
+    total: int | None  # None: not known (a history filtered by the scoped repository)
     has_newer: bool
     has_older: bool
 

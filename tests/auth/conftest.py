@@ -4,6 +4,7 @@ login/picker/consent forms, and authlib's OAuth client driving the flows through
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -90,11 +91,11 @@ async def world(auth_settings: Settings) -> AsyncIterator[World]:
             service.store.add_client(client)
         assert secret
         world.secrets["portal"] = secret
-        async with world.http() as http:
-            for pid, given, family in (("pat-a", "Alice", "Able"), ("pat-b", "Bob", "Baker")):
-                body = {"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": [given]}]}
-                response = await http.put(f"/fhir/Patient/{pid}", json=body)
-                assert response.status_code in (200, 201), response.text
+        resources = app.state.fhir.resources  # the server's own services: seeding needs no token
+        for pid, given, family in (("pat-a", "Alice", "Able"), ("pat-b", "Bob", "Baker")):
+            body = {"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": [given]}]}
+            outcome = await resources.update("Patient", pid, json.dumps(body).encode())
+            assert outcome.status in (200, 201)
         yield world
 
 

@@ -130,7 +130,8 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA mmap_size = 268435456")
+    # the most SQLite maps: pages re-read after another process wrote come from the OS cache without a copy
+    conn.execute("PRAGMA mmap_size = 2147418112")
     conn.execute("PRAGMA wal_autocheckpoint = 0")  # the repository's Checkpointer thread does it (see _writer)
     conn.create_function("great_circle_km", 4, great_circle_km, deterministic=True)
     return conn
