@@ -108,7 +108,7 @@ class ExportPlanner:
                                          expression="_typeFilter")
             try:
                 parsed = self.search.parse(rtype, params, strict=True, base_url=base_url)
-                resolved: SearchQuery = await self.search._resolve(parsed.query)  # :in / :not-in value sets
+                resolved: SearchQuery = await self.search.resolve(parsed.query)  # :in / :not-in value sets
             except FhirError as exc:
                 raise InvalidRequest(f"_typeFilter {rtype}?{query}: {exc.diagnostics}",
                                      expression="_typeFilter") from exc

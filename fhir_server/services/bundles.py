@@ -37,8 +37,10 @@ from fhir_server.errors import (
     ConcurrentChange,
     FhirError,
     InvalidRequest,
+    Issue,
     NotFound,
     PreconditionFailed,
+    operation_outcome,
     prefixed,
 )
 from fhir_server.services._body import check_id, parse_resource
@@ -131,7 +133,8 @@ class BundleService:
             if entry.outcome_out is not None:
                 response["outcome"] = entry.outcome_out
             elif prefer == "OperationOutcome" and entry.method in _WRITES:
-                response["outcome"] = operation_outcome_info(f"{entry.method} {entry.url}: {response['status']}")
+                summary = f"{entry.method} {entry.url}: {response['status']}"
+                response["outcome"] = operation_outcome([Issue("information", "informational", summary)])
             out["response"] = response
             out_entries.append(out)
         return {
@@ -519,11 +522,6 @@ def _status(code: int) -> str:
         return f"{code} {HTTPStatus(code).phrase}"
     except ValueError:
         return str(code)
-
-
-def operation_outcome_info(text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "information", "code": "informational", "diagnostics": text}]}
 
 
 def _patch_body(entry: _Entry) -> PatchBody:

@@ -73,7 +73,7 @@ class SearchService:
             else:
                 rest.append((name, value))
         parsed = self.parse(resource_type, rest, strict=strict, base_url=base_url)
-        query = await self._resolve(parsed.query)
+        query = await self.resolve(parsed.query)
         if compartment is not None:
             assert resource_type is not None
             query = replace(query, criteria=(self._compartment(compartment, resource_type), *query.criteria))
@@ -108,7 +108,7 @@ class SearchService:
                 criteria.append(Clause(code, "reference", (value,)))
         return AnyOf(tuple(criteria))
 
-    async def _resolve(self, query: SearchQuery) -> SearchQuery:
+    async def resolve(self, query: SearchQuery) -> SearchQuery:
         """Expand ``:in``/``:not-in`` against stored ValueSets."""
         criteria = [await self._resolve_criterion(c) for c in query.criteria]
         return replace(query, criteria=tuple(criteria))

@@ -157,7 +157,7 @@ class Store:
     async def criteria(self, query: Query, compartment: tuple[str, str] | None = None) -> tuple[Criterion, ...]:
         """The criteria exactly as the search service hands them to the repository."""
         parsed = self.search.parse(query.resource_type, list(query.params), strict=True, base_url=BASE)
-        resolved: SearchQuery = await self.search._resolve(parsed.query)
+        resolved: SearchQuery = await self.search.resolve(parsed.query)
         if compartment is None:
             return resolved.criteria
         return (self.search._compartment(compartment, query.resource_type), *resolved.criteria)

@@ -23,10 +23,11 @@ from pymongo.errors import ExecutionTimeout
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.storage.base import EverythingRequest, SearchPage
+from fhir_server.storage.cursors import decode_cursor, encode_cursor
 from fhir_server.storage.mongo._bodies import versions as stored_versions
 from fhir_server.storage.mongo._compile import Filter, all_of, any_of, key
 from fhir_server.storage.mongo._filters import NOTHING
-from fhir_server.storage.mongo._search import PAGE_FIELDS, decode_cursor, encode_cursor
+from fhir_server.storage.mongo._search import PAGE_FIELDS
 
 SECTIONS = (0, 1, 2)
 Coll = AsyncCollection[Any]

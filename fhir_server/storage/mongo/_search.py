@@ -8,8 +8,6 @@ cluster each shard answers the same indexed range query and mongos merges the so
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +18,7 @@ from pymongo.errors import ExecutionTimeout
 from fhir_server.errors import InvalidRequest
 from fhir_server.search.model import SearchQuery, SortKey
 from fhir_server.storage.base import IncludeSpec, SearchPage, SearchRequest, StoredVersion
+from fhir_server.storage.cursors import decode_cursor, encode_cursor
 from fhir_server.storage.mongo._bodies import versions
 from fhir_server.storage.mongo._compile import SYSTEM, Compiler, Filter, all_of, any_of, key, live
 from fhir_server.storage.mongo._documents import sort_field
@@ -101,22 +100,6 @@ def keyset(cols: list[Column], values: list[Any], forward: bool) -> Filter:
 
 def sort_spec(cols: list[Column], forward: bool) -> list[tuple[str, int]]:
     return [(c.field, (-1 if c.descending else 1) * (1 if forward else -1)) for c in cols]
-
-
-def encode_cursor(values: list[Any], forward: bool) -> str:
-    raw = json.dumps({"v": values, "f": forward}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[list[Any], bool]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        values, forward = data["v"], data["f"]
-        if not isinstance(values, list) or not isinstance(forward, bool):
-            raise ValueError
-        return values, forward
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRequest("_cursor is not a cursor this server issued", expression="_cursor") from exc
 
 
 async def search_page(

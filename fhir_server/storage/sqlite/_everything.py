@@ -27,8 +27,8 @@ from typing import Any
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.storage.base import EverythingRequest, SearchPage, StoredVersion
+from fhir_server.storage.cursors import decode_cursor, encode_cursor
 from fhir_server.storage.sqlite._index_rows import ParamIds
-from fhir_server.storage.sqlite._search_exec import decode_cursor, encode_cursor
 
 _COLUMNS = "r.rid, r.type, r.id, r.version, v.last_updated, v.method, v.body"
 _SECTIONS = (0, 1, 2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from typing import Any
 from fhir_server.errors import InvalidRequest
 from fhir_server.search.model import Clause, SearchQuery, SortKey
 from fhir_server.storage.base import IncludeSpec, SearchPage, SearchRequest, StoredVersion
+from fhir_server.storage.cursors import decode_cursor, encode_cursor
 from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._search_sql import TABLE, Compiler, TypeCounts
 
@@ -109,22 +108,6 @@ def _keyset(columns: list[tuple[str, bool]], values: list[Any], forward: bool, a
         args.append(values[i])
         ors.append("(" + " AND ".join(ands) + ")")
     return "(" + " OR ".join(ors) + ")"
-
-
-def encode_cursor(values: list[Any], forward: bool) -> str:
-    raw = json.dumps({"v": values, "f": forward}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[list[Any], bool]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        values, forward = data["v"], data["f"]
-        if not isinstance(values, list) or not isinstance(forward, bool):
-            raise ValueError
-        return values, forward
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRequest("_cursor is not a cursor this server issued", expression="_cursor") from exc
 
 
 def _stored(row: tuple[Any, ...]) -> StoredVersion:
