@@ -18,6 +18,7 @@ from fhir_server.api import errors as api_errors
 from fhir_server.api import rest
 from fhir_server.api.access import AccessMiddleware
 from fhir_server.api.context import FhirContext
+from fhir_server.auth.audit import VARYING as AUDIT_VARYING
 from fhir_server.auth.audit import AuditSink, AuditWriter
 from fhir_server.auth.audit_process import AuditProcess
 from fhir_server.auth.patients import FhirPatientDirectory
@@ -27,6 +28,7 @@ from fhir_server.auth.security import Security
 from fhir_server.auth.service import AuthService
 from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
+from fhir_server.indexing.shared_parts import SharedPartIndexer
 from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.services.bulk_export import BulkExport
@@ -96,12 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     auth = AuthService(settings, defs.resource_types, FhirPatientDirectory(context.search, repo))
     # AuditEvents are indexed for every search parameter, not for full text (_content): writing them stays cheap
-    writer = AuditWriter(repo, indexer.extract, batch_max=settings.auth.audit_batch_max,
+    writer = AuditWriter(repo, SharedPartIndexer(indexer, "AuditEvent", AUDIT_VARYING).extract,
+                         batch_max=settings.auth.audit_batch_max,
                          queue_max=settings.auth.audit_queue_max, spool=settings.data_dir / "audit-spool.ndjson")
     compiler = ReachCompiler(defs, registry, indexer, base_urls)
     audit: AuditSink = writer
     if settings.auth.enabled and settings.auth.audit_writer == "process":
         audit = AuditProcess(settings, compiler.linked_types, writer)
+        resources.after_write.append(audit.after_write)
     security = Security(auth, compiler, repo, defs.resource_types, audit, enabled=settings.auth.enabled)
     context.security = security
     context.bulk_export.job_repository = security.job_repository

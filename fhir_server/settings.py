@@ -104,6 +104,8 @@ class AuthSettings(BaseModel):
     audit_writer: Literal["process", "inprocess"] = Field(
         "process", description="where AuditEvents are built, indexed and stored: a child process beside each API "
         "process (process), or the API process itself (inprocess)")
+    audit_writer_nice: int = Field(10, ge=0, le=19, description="the audit writer process's niceness: it yields "
+                                   "the CPU to the API processes and catches up when they leave some over")
 
 
 class Settings(BaseSettings):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
 from fhir_server import jsonio
-from fhir_server.auth._audit_records import events_from_line
-from fhir_server.auth.audit import AuditWriter
+from fhir_server.auth._audit_records import RELOAD, events_from_line
+from fhir_server.auth.audit import VARYING, AuditWriter
 from fhir_server.settings import Settings
 
 _READ = 1 << 20
@@ -30,19 +31,25 @@ async def run() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     header = jsonio.loads(await reader.readline())
     settings = Settings.model_validate(header["settings"])
+    if settings.auth.audit_writer_nice:
+        os.nice(settings.auth.audit_writer_nice)  # requests first; the trail catches up when they leave CPU over
     linked = frozenset(header["linked"])
 
     from fhir_server.app import build_repository
     from fhir_server.definitions import load_definitions
     from fhir_server.indexing.extract import Indexer
+    from fhir_server.indexing.shared_parts import SharedPartIndexer
+    from fhir_server.services.search_params import load_search_parameters
 
     repo = build_repository(settings)
     base_urls = (settings.server.base_url,) if settings.server.base_url else ()
     indexer = Indexer.from_definitions(load_definitions(), base_urls)
-    writer = AuditWriter(repo, indexer.extract, batch_max=settings.auth.audit_batch_max)
+    writer = AuditWriter(repo, SharedPartIndexer(indexer, "AuditEvent", VARYING).extract,
+                         batch_max=settings.auth.audit_batch_max)
     out = sys.stdout.buffer
     await repo.open()
     try:
+        await load_search_parameters(repo, indexer)  # the store's own SearchParameters index AuditEvents too
         tail = b""
         while True:
             chunk, ended = await _gather(reader)
@@ -52,7 +59,15 @@ async def run() -> None:
             tail = lines.pop()
             for start in range(0, len(lines), writer.batch_max):
                 part = lines[start:start + writer.batch_max]
-                events = [e for line in part for e in _events(line, linked)]
+                events: list[dict[str, Any]] = []
+                for line in part:
+                    if line == RELOAD.rstrip(b"\n"):  # a SearchParameter was written: what follows uses it
+                        if events:
+                            await writer.write_batch(events)
+                        events = []
+                        await load_search_parameters(repo, indexer)
+                    else:
+                        events += _events(line, linked)
                 if events:
                     await writer.write_batch(events)
                 out.write(b"ok %d\n" % len(part))

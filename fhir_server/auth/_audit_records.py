@@ -9,6 +9,8 @@ events, and the second copy is refused by the store as a duplicate instead of be
 
 from __future__ import annotations
 
+import itertools
+import os
 import uuid
 from typing import Any
 
@@ -20,6 +22,19 @@ from fhir_server.auth.tokens import AccessContext
 
 _NAMESPACE = uuid.UUID("4f1c2a9e-3b7d-5e60-9a41-8d2f0c6b7e15")
 _NO_SCOPES = ScopeSet.parse("")
+RELOAD = b'{"reload":"SearchParameter"}\n'  # not an audit record: the store's SearchParameters changed
+_counter = itertools.count()
+_origin: tuple[int, str] = (0, "")
+
+
+def _line_id() -> str:
+    """Unique across processes and restarts: a random prefix per process (re-drawn after a fork) and a counter
+    (a uuid4 per request costs more than the rest of the line)."""
+    global _origin
+    pid = os.getpid()
+    if _origin[0] != pid:
+        _origin = (pid, uuid.uuid4().hex)
+    return f"{_origin[1]}.{next(_counter)}"
 
 
 def request_line(context: AccessContext | None, record: AccessRecord, info: RequestInfo, break_glass: bool,
@@ -29,8 +44,8 @@ def request_line(context: AccessContext | None, record: AccessRecord, info: Requ
     if context is not None:
         who = [context.subject, context.client_id, context.kind, context.fhir_user, sorted(context.roles)]
     line = {
-        "r": uuid.uuid4().hex, "t": round(recorded * 1e6), "c": who,  # microseconds: an integer in JSON
-        "x": [[t.resource_type, t.id, sorted(t.patients), t.action, t.denied] for t in record.touched],
+        "r": _line_id(), "t": round(recorded * 1e6), "c": who,  # microseconds: an integer in JSON
+        "x": [[t.resource_type, t.id, list(t.patients), t.action, t.denied] for t in record.touched],
         "i": [info.method, info.path, info.query, info.status, info.address], "n": record.interaction,
         "g": break_glass,
     }

@@ -78,6 +78,10 @@ _ROLE_USER = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "co
 
 _SEARCHES = frozenset({"search-type", "search-system", "search-compartment"})
 
+#: what differs between the AuditEvents of one client's requests (the rest repeats: its index entries are cached,
+#: fhir_server.indexing.shared_parts)
+VARYING = frozenset({"recorded", "entity"})
+
 
 @dataclass(frozen=True)
 class RequestInfo:

@@ -28,11 +28,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_server import jsonio
-from fhir_server.auth._audit_records import event_line, events_from_line, request_line
+from fhir_server.auth._audit_records import RELOAD, event_line, events_from_line, request_line
 from fhir_server.auth.audit import AuditWriter, RequestInfo
 from fhir_server.auth.guard import AccessRecord
 from fhir_server.auth.tokens import AccessContext
 from fhir_server.settings import Settings
+from fhir_server.storage.base import WriteOutcome
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -72,6 +73,11 @@ class AuditProcess:
                              break_glass: bool, linked_types: frozenset[str]) -> None:
         await self._send(request_line(context, record, info, break_glass, time.time()))
 
+    async def after_write(self, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
+        """A SearchParameter written: the child indexes AuditEvents by it from the next line on."""
+        if outcome.resource_type == "SearchParameter" and not outcome.noop and self._proc is not None:
+            await self._send(RELOAD)
+
     async def flush(self) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: not self._pending)
@@ -100,7 +106,7 @@ class AuditProcess:
         self._pending.clear()
         self._buffer.clear()
         if left:
-            events = [e for line in left for e in events_from_line(line, self.linked_types)]
+            events = [e for line in left if line != RELOAD for e in events_from_line(line, self.linked_types)]
             self.spooler._spool(events)
 
     # -- the pipe ---------------------------------------------------------------------------------------------

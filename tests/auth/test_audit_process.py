@@ -104,3 +104,28 @@ async def test_what_the_writer_cannot_finish_is_spooled_and_written_by_the_next_
         assert await repo.count("AuditEvent") == 35
     finally:
         await repo.close()
+
+
+async def test_a_new_search_parameter_indexes_the_audit_events_written_after_it(tmp_path: Path) -> None:
+    import httpx
+
+    from fhir_server.app import create_app
+    from fhir_server.auth.tokens import mint_access_token
+
+    app = create_app(_settings(tmp_path))
+    base = "http://testserver/fhir"
+    async with app.router.lifespan_context(app):
+        token, _ = mint_access_token(app.state.security.auth.core.keys, issuer=base, audience=base, subject="ops",
+                                     client_id="ops", scope="system/*.cruds", lifetime_s=300, kind="system")
+        headers = {"Authorization": f"Bearer {token}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base + "/", headers=headers) as http:
+            assert (await http.put("Patient/p1", json={"resourceType": "Patient", "id": "p1"})).status_code == 201
+            sp = {"resourceType": "SearchParameter", "url": "https://infirmary.example.org/sp/audit-outcome-desc",
+                  "name": "outcomeDesc", "code": "outcome-desc", "base": ["AuditEvent"], "type": "string",
+                  "status": "active", "expression": "AuditEvent.outcomeDesc", "description": "outcome text"}
+            assert (await http.post("SearchParameter", json=sp)).status_code == 201
+            assert (await http.get("Patient/p1")).status_code == 200
+            await app.state.security.audit_writer.flush()
+            found = (await http.get("AuditEvent", params={"outcome-desc": "200 OK"})).json()
+    assert found["total"] >= 1 and all(e["resource"]["outcomeDesc"] == "200 OK" for e in found["entry"])
