@@ -182,26 +182,44 @@ def request_events(context: AccessContext | None, record: AccessRecord, info: Re
                    now: float | None = None) -> list[dict[str, Any]]:
     """The AuditEvents of one request (see the module docstring for the rules)."""
     interaction = classify(info.method, info.path, info.query)
-    if interaction.resource_type == "AuditEvent" and info.status < 400:
+    by_patient = _by_patient(record)
+    if not _audited(interaction, record, info, linked_types, bool(by_patient)):
         return []
-    by_patient: dict[str, list[Touch]] = {}
-    unlinked_denial = False
-    for touch in record.touched:
-        if touch.resource_type == "AuditEvent":
-            continue
-        for patient in sorted(touch.patients):
-            by_patient.setdefault(patient, []).append(touch)
-        if touch.denied and not touch.patients:
-            unlinked_denial = True
-    about_patients = interaction.resource_type is None or interaction.resource_type in linked_types \
-        or interaction.operation is not None
-    if not by_patient and not (about_patients or unlinked_denial or info.status in (401, 403)):
-        return []  # nothing about patients: no event (the common case of reading shared resources)
     subtype = record.interaction or interaction.subtype
     recorded = format_instant(time.time() if now is None else now)
     common = _common(context, info, subtype, interaction, recorded, break_glass)
     events = [_event(common, info, patient, touches, subtype) for patient, touches in sorted(by_patient.items())]
     return events or [_event(common, info, None, [], subtype)]
+
+
+def audited(record: AccessRecord, info: RequestInfo, linked_types: frozenset[str]) -> bool:
+    """Whether a request leaves any AuditEvent (cheap: decided before anything is built or sent)."""
+    interaction = classify(info.method, info.path, info.query)
+    touched_patients = any(t.patients for t in record.touched if t.resource_type != "AuditEvent")
+    return _audited(interaction, record, info, linked_types, touched_patients)
+
+
+def _audited(interaction: Interaction, record: AccessRecord, info: RequestInfo, linked_types: frozenset[str],
+             touched_patients: bool) -> bool:
+    if interaction.resource_type == "AuditEvent" and info.status < 400:
+        return False  # reading the audit trail is not itself audited
+    if touched_patients or info.status in (401, 403):
+        return True
+    about_patients = interaction.resource_type is None or interaction.resource_type in linked_types \
+        or interaction.operation is not None
+    # nothing about patients (the common case of reading shared resources): no event
+    return about_patients or any(t.denied and not t.patients and t.resource_type != "AuditEvent"
+                                 for t in record.touched)
+
+
+def _by_patient(record: AccessRecord) -> dict[str, list[Touch]]:
+    by_patient: dict[str, list[Touch]] = {}
+    for touch in record.touched:
+        if touch.resource_type == "AuditEvent":
+            continue
+        for patient in sorted(touch.patients):
+            by_patient.setdefault(patient, []).append(touch)
+    return by_patient
 
 
 def _common(context: AccessContext | None, info: RequestInfo, subtype: str, interaction: Interaction,

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
-from fhir_server.auth.audit import AuditSink, RequestInfo
+from fhir_server.auth.audit import AuditSink, RequestInfo, audited
 from fhir_server.auth.guard import AccessRecord, Guard
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.reach import ReachCompiler
@@ -87,6 +87,8 @@ class Security:
         if not record.touched and info.status < 400 and record.interaction is None and _shared(info.path,
                                                                                              self.linked):
             return  # a read of shared, non-patient resources (the common case): nothing to audit
+        if not audited(record, info, self.linked):
+            return  # decided here, before a line is built for the audit writer process
         await self.audit_writer.submit_request(context, record, info, break_glass, self.linked)
 
     # -- bulk export jobs -------------------------------------------------------------------------------------
