@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,9 @@ from fhir_server.api import errors as api_errors
 from fhir_server.api import rest, subscriptions_ws
 from fhir_server.api.access import AccessMiddleware
 from fhir_server.api.context import FhirContext
-from fhir_server.auth.audit import AuditWriter
+from fhir_server.auth.audit import VARYING as AUDIT_VARYING
+from fhir_server.auth.audit import AuditSink, AuditWriter
+from fhir_server.auth.audit_process import AuditProcess
 from fhir_server.auth.patients import FhirPatientDirectory
 from fhir_server.auth.reach import ReachCompiler
 from fhir_server.auth.routes import routes as auth_routes
@@ -27,6 +30,7 @@ from fhir_server.auth.service import AuthService
 from fhir_server.auth.stamps import OWNER_PARAM
 from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
+from fhir_server.indexing.shared_parts import SharedPartIndexer
 from fhir_server.jobs.clock import Clock
 from fhir_server.jobs.context import JobContext
 from fhir_server.jobs.hooks import PostWriteHook
@@ -105,10 +109,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     auth = AuthService(settings, defs.resource_types, FhirPatientDirectory(context.search, repo))
     # AuditEvents are indexed for every search parameter, not for full text (_content): writing them stays cheap
-    audit = AuditWriter(repo, indexer.extract, batch_max=settings.auth.audit_batch_max,
-                        queue_max=settings.auth.audit_queue_max, spool=settings.data_dir / "audit-spool.ndjson")
-    security = Security(auth, ReachCompiler(defs, registry, indexer, base_urls), repo, defs.resource_types, audit,
-                        enabled=settings.auth.enabled)
+    writer = AuditWriter(repo, SharedPartIndexer(indexer, "AuditEvent", AUDIT_VARYING).extract,
+                         batch_max=settings.auth.audit_batch_max,
+                         queue_max=settings.auth.audit_queue_max, spool=settings.data_dir / "audit-spool.ndjson")
+    compiler = ReachCompiler(defs, registry, indexer, base_urls)
+    audit: AuditSink = writer
+    if settings.auth.enabled and settings.auth.audit_writer == "process":
+        audit = AuditProcess(settings, compiler.linked_types, writer)
+        resources.after_write.append(audit.after_write)
+    security = Security(auth, compiler, repo, defs.resource_types, audit, enabled=settings.auth.enabled)
     context.security = security
     context.bulk_export.job_repository = security.job_repository
     subscriptions = SubscriptionService(repo, resources, registry, settings.subscriptions, runner, base_urls)
@@ -131,6 +140,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         context.bulk_export.start()
         await runner.start(periodic=settings.jobs.backend == "inprocess")
         await subscriptions.start()
+        # what was built at start (definitions, indexer plans, routes: ~1 M objects) is never garbage: moved out of
+        # the collector's reach, a full collection no longer walks it and stalls requests for tens of ms
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -215,6 +215,10 @@ class Indexer:
             dispatch.run(resource, slots)
         return entries
 
+    def plan(self, resource_type: str) -> Mapping[str, CompiledParam]:
+        """The compiled parameters of a type (a new mapping whenever its parameters change; do not modify)."""
+        return self._plans.get(resource_type, {})
+
     def extract_param(self, resource: dict[str, Any], param: SearchParam) -> list[Entry | CompositeEntry]:
         """The entries of one parameter (registered or not) for ``resource``."""
         resource_type = resource.get("resourceType")

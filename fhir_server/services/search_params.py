@@ -38,6 +38,32 @@ def check(resource: dict[str, Any]) -> None:
                                    expression="SearchParameter.expression") from exc
 
 
+async def load_search_parameters(repo: Repository, indexer: Indexer) -> int:
+    """Put the active SearchParameters of the store in force in ``indexer``; how many were new to it."""
+    loaded = 0
+    cursor = None
+    while True:
+        page = await repo.search(SearchRequest(SearchQuery("SearchParameter"), PAGE, cursor, total=False))
+        for stored in page.matches:
+            assert stored.body is not None
+            if activate(indexer, jsonio.loads(stored.body)) is not None:
+                loaded += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            return loaded
+
+
+def activate(indexer: Indexer, resource: dict[str, Any]) -> SearchParam | None:
+    """Index by an active SearchParameter from now on (None: inactive, or already in force)."""
+    if resource.get("status") != "active":
+        return None
+    param = search_param_from_resource(resource)
+    if indexer.by_url(param.url) == param:
+        return None
+    indexer.add(param)
+    return param
+
+
 class SearchParameters:
     def __init__(self, repo: Repository, indexer: Indexer, runner: InProcessRunner) -> None:
         self.repo = repo
@@ -47,26 +73,10 @@ class SearchParameters:
 
     async def load(self) -> int:
         """Put the active SearchParameters of the store in force (at start-up)."""
-        loaded = 0
-        cursor = None
-        while True:
-            page = await self.repo.search(SearchRequest(SearchQuery("SearchParameter"), PAGE, cursor, total=False))
-            for stored in page.matches:
-                assert stored.body is not None
-                if self._activate(jsonio.loads(stored.body)) is not None:
-                    loaded += 1
-            cursor = page.next_cursor
-            if cursor is None:
-                return loaded
+        return await load_search_parameters(self.repo, self.indexer)
 
     def _activate(self, resource: dict[str, Any]) -> SearchParam | None:
-        if resource.get("status") != "active":
-            return None
-        param = search_param_from_resource(resource)
-        if self.indexer.by_url(param.url) == param:
-            return None
-        self.indexer.add(param)
-        return param
+        return activate(self.indexer, resource)
 
     async def after_write(self, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
         if outcome.resource_type != "SearchParameter" or resource is None or outcome.noop:
