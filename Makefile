@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SHARED ?= ../shared
 
-.PHONY: install run test lint bench definitions clean emulator
+.PHONY: install run test lint bench definitions clean emulator redis
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,16 @@ emulator:
 	  if [ "$$CI" = "true" ]; then echo "the MongoDB emulator could not be built (CI=true requires it)"; exit 1; fi; \
 	  echo "warning: the MongoDB emulator could not be built; the MongoDB backend's tests will be skipped"; }
 
+## make redis: redis-server for the Celery variants of the job tests (Debian package), installed when missing.
+## Outside CI a failed install is a warning (those tests then skip); with CI=true it is an error.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
+	  { if [ "$$CI" = "true" ]; then echo "redis-server could not be installed (CI=true requires it)"; exit 1; fi; \
+	    echo "warning: redis-server could not be installed; the Celery job tests will be skipped"; }
+
 ## make test: install what the tests need and run the whole suite
-test: install emulator
+test: install emulator redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install

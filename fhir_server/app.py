@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import WebSocketRoute
 
 from fhir_server import __version__
 from fhir_server.api import errors as api_errors
-from fhir_server.api import rest
+from fhir_server.api import rest, subscriptions_ws
 from fhir_server.api.access import AccessMiddleware
 from fhir_server.api.context import FhirContext
 from fhir_server.auth.audit import VARYING as AUDIT_VARYING
@@ -26,10 +27,15 @@ from fhir_server.auth.reach import ReachCompiler
 from fhir_server.auth.routes import routes as auth_routes
 from fhir_server.auth.security import Security
 from fhir_server.auth.service import AuthService
+from fhir_server.auth.stamps import OWNER_PARAM
 from fhir_server.definitions import load_definitions
 from fhir_server.indexing.extract import Indexer
 from fhir_server.indexing.shared_parts import SharedPartIndexer
+from fhir_server.jobs.clock import Clock
+from fhir_server.jobs.context import JobContext
+from fhir_server.jobs.hooks import PostWriteHook
 from fhir_server.jobs.runner import InProcessRunner
+from fhir_server.jobs.wiring import build_queue, load_modules
 from fhir_server.search.registry import SearchRegistry
 from fhir_server.services.bulk_export import BulkExport
 from fhir_server.services.bundles import BundleService
@@ -43,6 +49,7 @@ from fhir_server.services.validate import Validator
 from fhir_server.settings import Settings
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import Repository
+from fhir_server.workflows.subscriptions import SubscriptionService
 
 
 def build_repository(settings: Settings) -> Repository:
@@ -64,15 +71,18 @@ def build_repository(settings: Settings) -> Repository:
     raise ValueError(f"unknown storage backend {settings.storage.backend!r}")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """``clock``: the clock background jobs read (tests pass a ``ManualClock``)."""
     settings = settings or Settings()
     defs = load_definitions()
     repo = build_repository(settings)
     base_urls = (settings.server.base_url,) if settings.server.base_url else ()
     indexer = Indexer.from_definitions(defs, base_urls)
+    indexer.add(OWNER_PARAM)  # Subscription.owner, stamped by the scoped repository (auth/stamps.py)
     registry = SearchRegistry(indexer, defs.resource_types)
     paging = Paging(settings.paging.default_count, settings.paging.max_count)
-    runner = InProcessRunner()
+    runner = InProcessRunner(settings=settings.jobs)
+    jobs = build_queue(settings, runner, clock)
     resources = ResourceService(repo, defs, Validator(defs), indexer, registry, base_urls)
     search_params = SearchParameters(repo, indexer, runner)
     search_params.services = resources
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paging=paging,
         started=format_instant(time.time()),
         runner=runner,
+        jobs=jobs,
         search_params=search_params,
         bundles=BundleService(resources, settings.bundles.max_entries),
         bulk_export=BulkExport(
@@ -109,6 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     security = Security(auth, compiler, repo, defs.resource_types, audit, enabled=settings.auth.enabled)
     context.security = security
     context.bulk_export.job_repository = security.job_repository
+    subscriptions = SubscriptionService(repo, resources, registry, settings.subscriptions, runner, base_urls)
+    subscriptions.job_repository = security.job_repository if settings.auth.enabled else None
+    resources.before_write["Subscription"] = subscriptions.check
+    context.subscriptions = subscriptions
+    runner.bind(context)
+    load_modules()  # task functions, periodic tasks and post-write reactions (fhir_server/jobs/wiring.py)
+    resources.after_write.append(PostWriteHook(lambda: JobContext(context, context.jobs, context.jobs.clock)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(auth.open)
         await audit.start()
         context.bulk_export.start()
+        await runner.start(periodic=settings.jobs.backend == "inprocess")
+        await subscriptions.start()
         # what was built at start (definitions, indexer plans, routes: ~1 M objects) is never garbage: moved out of
         # the collector's reach, a full collection no longer walks it and stalls requests for tens of ms
         gc.collect()
@@ -127,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await subscriptions.stop()
             context.bulk_export.stop()
             await audit.stop()
             await runner.close()
@@ -147,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.security = security
     app.add_middleware(AccessMiddleware)  # tokens, scoped services and audit on every /fhir request
     app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
+    app.router.routes.append(WebSocketRoute(subscriptions_ws.PATH, subscriptions_ws.endpoint))
     app.mount("/fhir", rest.router)
     app.add_route("/fhir", rest.base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   include_in_schema=False)

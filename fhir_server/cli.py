@@ -103,6 +103,7 @@ def is_loopback(host: str) -> bool:
 async def _load_demo(settings: Settings) -> int:
     from fhir_server.app import create_app
     from fhir_server.demo import load_demo
+    from fhir_server.demo.scheduling import load_scheduling_demo
 
     app = create_app(settings)
     context = app.state.fhir
@@ -110,7 +111,8 @@ async def _load_demo(settings: Settings) -> int:
     try:
         if await context.repo.count() > 0:
             return 0
-        return await load_demo(context.resources)
+        loaded = await load_demo(context.resources)
+        return loaded + await load_scheduling_demo(context.resources, context.search, settings.scheduling)
     finally:
         await context.repo.close()
 
@@ -222,9 +224,15 @@ async def _load(settings: Settings, files: list[Path], concurrency: int = 4) -> 
 # the authorization server's clients and users (fhir_server/auth/cli.py)
 from fhir_server.auth.cli import clients as _clients_group  # noqa: E402
 from fhir_server.auth.cli import users as _users_group  # noqa: E402
+from fhir_server.jobs.cli import beat as _beat_command  # noqa: E402
+from fhir_server.jobs.cli import worker as _worker_command  # noqa: E402
+from fhir_server.workflows.scheduling.cli import scheduling as _scheduling_group  # noqa: E402
 
 main.add_command(_clients_group, "clients")
 main.add_command(_users_group, "users")
+main.add_command(_scheduling_group, "scheduling")
+main.add_command(_worker_command, "worker")
+main.add_command(_beat_command, "beat")
 
 
 @main.command(help="Copy a store, with every version, to another backend: "

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -72,6 +73,30 @@ class ExportSettings(BaseModel):
     cleanup_interval_s: float = Field(60.0, gt=0, description="how often expired export files are looked for")
 
 
+class SchedulingSettings(BaseModel):
+    """Appointments: slot generation from PractitionerRole availability, $find and holds (docs/scheduling.md)."""
+
+    timezone: str = Field("UTC", description="IANA time zone of availableTime times (the hospital's local time)")
+    horizon_days: int = Field(90, ge=1, le=731, description="how far ahead slots are generated")
+    slot_minutes: int = Field(30, ge=5, le=480, description="slot length when the role does not say")
+    hold_minutes: int = Field(10, ge=1, le=1440, description="how long a $hold keeps a slot by default")
+    hold_max_minutes: int = Field(60, ge=1, le=1440, description="the longest hold a client may ask for")
+    find_default_days: int = Field(14, ge=1, le=366, description="$find looks this far ahead without an end")
+    find_max_count: int = Field(100, ge=1, le=1000, description="the most proposed appointments in one $find page")
+    regenerate_interval_s: float = Field(
+        86_400.0, gt=0, description="how often every role's slots are extended to the rolling horizon"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (such as Europe/London)") from None
+        return value
+
+
 class AuthSettings(BaseModel):
     """The SMART on FHIR authorization server (docs/auth.md)."""
 
@@ -108,6 +133,64 @@ class AuthSettings(BaseModel):
                                    "the CPU to the API processes and catches up when they leave some over")
 
 
+class SubscriptionSettings(BaseModel):
+    """FHIR Subscriptions (docs/subscriptions.md)."""
+
+    retry_backoff_s: float = Field(1.0, gt=0, description="first delay before a failed notification is tried again; "
+                                                           "doubles each time")
+    retry_backoff_max_s: float = Field(300.0, gt=0, description="longest delay between two delivery attempts")
+    retry_max_age_s: float = Field(86_400.0, gt=0, description="how long a notification keeps being retried")
+    delivery_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one rest-hook delivery")
+    allow_http_loopback: bool = Field(False, description="accept http:// rest-hook endpoints on loopback addresses "
+                                                         "(development and tests only)")
+    websocket_heartbeat_s: float = Field(30.0, ge=0, description="seconds between heartbeat messages on a bound "
+                                                                 "websocket (0: none)")
+    index_refresh_s: float = Field(5.0, ge=0, description="how often a server process picks up Subscriptions "
+                                                          "written by other processes (0: never)")
+
+
+class JobsSettings(BaseModel):
+    """Background jobs (docs/jobs.md): the in-process runner (embedded default) or Celery with Redis."""
+
+    backend: Literal["inprocess", "celery"] = Field(
+        "inprocess", description="inprocess (jobs run in the server process) or celery (workers, Redis broker)")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker and job-key store (celery)")
+    concurrency: int = Field(4, ge=1, description="jobs running at once in the in-process runner")
+    max_attempts: int = Field(8, ge=1, description="attempts of a failing job before it is given up")
+    backoff_s: float = Field(30.0, ge=0, description="delay before the first retry; doubles after each failure")
+    backoff_max_s: float = Field(3600.0, ge=0, description="longest delay between two attempts")
+    sweep_interval_s: float = Field(60.0, gt=0, description="how often due notifications are looked for")
+    key_ttl_s: int = Field(86_400, ge=60, description="celery: how long a job key keeps duplicates out")
+    worker_concurrency: int = Field(2, ge=1, description="celery: processes per `infirmary worker`")
+
+
+class NotifySettings(BaseModel):
+    """Notification channels (docs/notifications.md): email over SMTP, SMS through a gateway, in-app."""
+
+    smtp_host: str | None = Field(None, description="SMTP server; unset: no email channel")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade on the submission port), tls (implicit TLS, port 465) or none")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("Infirmary <no-reply@localhost>", description="From address of notification emails")
+    smtp_timeout_s: float = Field(30.0, gt=0)
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server (default: system)")
+    sms_url: str | None = Field(None, description="SMS gateway URL (gateway) or API base URL (twilio); unset: no "
+                                                  "SMS channel")
+    sms_kind: Literal["gateway", "twilio"] = Field(
+        "gateway", description="gateway: POST JSON {to, body, reference} with a bearer token; twilio: the "
+        "Twilio Messages API (form-encoded, basic auth)")
+    sms_token: SecretStr | None = Field(None, description="gateway bearer token, or the Twilio auth token")
+    sms_account_sid: str | None = Field(None, description="twilio: the account SID (basic-auth user)")
+    sms_from: str | None = Field(None, description="twilio: the sending number (From)")
+    sms_timeout_s: float = Field(15.0, gt=0)
+    reminder_offsets: str = Field("24h,2h", description="appointment reminders before the start, e.g. 24h,2h,30m")
+    default_language: str = Field("en", description="template language when the patient states none we have")
+    medication_horizon_days: int = Field(7, ge=1, le=90, description="medication reminders are scheduled this "
+                                         "many days ahead (extended daily)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
 
@@ -121,6 +204,10 @@ class Settings(BaseSettings):
     bundles: BundleSettings = BundleSettings()
     export: ExportSettings = ExportSettings()
     auth: AuthSettings = AuthSettings()
+    jobs: JobsSettings = JobsSettings()
+    notify: NotifySettings = NotifySettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
+    subscriptions: SubscriptionSettings = SubscriptionSettings()
 
     def sqlite_file(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "infirmary.db"

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from fhir_server.definitions import Definitions
 from fhir_server.errors import InternalError
+from fhir_server.jobs.registry import JobQueue
 from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.services.bulk_export import BulkExport
 from fhir_server.services.bundles import BundleService
@@ -84,11 +85,13 @@ class FhirContext:
     paging: Paging
     started: str
     runner: InProcessRunner
+    jobs: JobQueue  # where tasks are enqueued: the runner itself (embedded) or Celery
     search_params: SearchParameters
     bundles: BundleService
     bulk_export: BulkExport
     everything: EverythingService
     security: Any = None  # fhir_server.auth.security.Security when authorization is on
+    subscriptions: Any = None  # fhir_server.workflows.subscriptions.SubscriptionService
 
     def unscoped(self) -> Services:
         return Services(self, self.repo)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from fhir_server import jsonio
-from fhir_server.api import _http, bulk, everything
+from fhir_server.api import _http, bulk, everything, scheduling
 from fhir_server.api.access import note_interaction
 from fhir_server.api.context import ctx, services
 from fhir_server.api.negotiation import (
@@ -339,6 +339,7 @@ routes = [
           methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     *bulk.routes,
     *everything.routes,
+    *scheduling.routes,
     Route("/", base_endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
 ]
 

@@ -34,8 +34,13 @@ from fhir_server.auth.tokens import AccessContext
 
 PatientScope = Literal["any", "care", "unlinked"]
 
-#: types that link a resource to a patient beyond the R4 Patient CompartmentDefinition
-EXTRA_LINKS: Mapping[str, tuple[str, ...]] = {"Device": ("patient",), "Task": ("patient",)}
+#: types that link a resource to a patient beyond the R4 Patient CompartmentDefinition; a Subscription belongs to
+#: the patient who wrote it (its server-stamped ``owner``, :mod:`fhir_server.auth.stamps`)
+EXTRA_LINKS: Mapping[str, tuple[str, ...]] = {"Device": ("patient",), "Task": ("patient",),
+                                              "Subscription": ("owner",)}
+
+#: patient-linked types that are not clinical data: a patient's own Subscriptions are theirs alone
+OWNED: frozenset[str] = frozenset({"Subscription"})
 
 #: shared, non-patient resources every authenticated reader may need: who and where care happens, what medicines
 #: and definitions exist.  Patient contexts may read and search them (never write).
@@ -77,9 +82,9 @@ BREAK_GLASS_ROLES: frozenset[str] = frozenset({"physician", "nurse"})
 
 
 def clinical_types(linked: Collection[str]) -> frozenset[str]:
-    """Patient data that is clinical: every patient-linked type but demographics, money, scheduling, audit and
-    patient groups."""
-    return frozenset(linked) - DEMOGRAPHIC - FINANCIAL - SCHEDULING - {AUDIT, "Group"}
+    """Patient data that is clinical: every patient-linked type but demographics, money, scheduling, audit,
+    patient groups and what patients own (their Subscriptions)."""
+    return frozenset(linked) - DEMOGRAPHIC - FINANCIAL - SCHEDULING - OWNED - {AUDIT, "Group"}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ OPERATIONS = (
     ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", "Patient"),
     ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", "Group"),
     ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything", "Patient"),
+    *((name, f"https://infirmary.example.org/fhir/OperationDefinition/Appointment-{name}", "Appointment")
+      for name in ("find", "hold", "book", "reschedule", "cancel")),  # docs/scheduling.md
 )
 _STORE_PARAMS = (
     ("_id", "http://hl7.org/fhir/SearchParameter/Resource-id", "token"),

@@ -73,6 +73,10 @@ class WriteOp:
     of such an op is no longer current, it raises ``ConcurrentChange`` (the plan is stale; retrying is safe).
 
     When one op of a write fails, the backend sets ``op_index`` on the ``FhirError`` it raises.
+
+    ``implied``: a write the server makes as the consequence of the other ops of the same write (the Slot that
+    booking an Appointment takes).  Backends treat it like any op; the scoped repository does not check it against
+    the caller's token (the ops it follows from are checked) and refuses a write made only of implied ops.
     """
 
     method: OpMethod
@@ -86,6 +90,7 @@ class WriteOp:
     create_id: str | None = None
     expect_resolved: bool = False
     expect_id: str | None = None
+    implied: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ Every primitive asks the request's :class:`~fhir_server.auth.guard.Guard`:
   see (delete: may delete) can match, so a match never reveals a resource out of reach.
 * **writes** — ``c``/``u``/``d`` on the type; the resource as written must be in reach, and so must the current
   version it replaces or deletes.  One op out of reach fails the whole write (a transaction fails whole; the
-  error names the entry).
+  error names the entry).  An ``implied`` op (the Slot a booking takes) follows from the other ops of its write
+  and is not checked itself; a write of implied ops alone is refused.  A Subscription is stamped with its writer
+  and the writer's access before it is checked (:mod:`fhir_server.auth.stamps`).
 
 What was read and written is recorded on the guard for the request's AuditEvents.
 """
@@ -30,6 +32,7 @@ from fhir_server import jsonio
 from fhir_server.auth.guard import Action, Guard
 from fhir_server.auth.policy import Reach
 from fhir_server.auth.reach import NOTHING
+from fhir_server.auth.stamps import stamp
 from fhir_server.errors import FhirError, Forbidden
 from fhir_server.search.model import SearchQuery
 from fhir_server.storage.base import (
@@ -275,11 +278,15 @@ class ScopedRepository(Repository):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        if ops and all(op.implied for op in ops):
+            raise Forbidden("a write of implied ops only has nothing the access token allows it by",
+                            expression=ops[0].resource_type)
         checked: list[tuple[WriteOp, dict[str, Any] | None]] = []
         hidden: dict[int, WriteOutcome] = {}  # deletes of what a patient may not know exists: as of the unknown
         for index, op in enumerate(ops):
+            op = stamp(op, self.guard.policy, self.guard.compiler.indexer)  # who wrote it (Subscriptions)
             try:
-                checked.append(await self._check(op))
+                checked.append((op, None) if op.implied else await self._check(op))
             except _AsUnknown:
                 hidden[index] = WriteOutcome(204, op.resource_type, op.id, None, noop=True)
             except FhirError as exc:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fhir_server import jsonio
-from fhir_server.errors import Conflict, InvalidRequest, PreconditionFailed
+from fhir_server.errors import ConcurrentChange, Conflict, InvalidRequest, PreconditionFailed
 from fhir_server.indexing.entries import DateEntry, ReferenceEntry
 from fhir_server.search.model import Clause, SearchQuery, TokenValue
 from fhir_server.storage.base import (
@@ -290,3 +290,39 @@ async def test_everything_type_level_and_deletes(repo: Repository) -> None:
     assert names(every.included) == ["Practitioner/dr3"]  # only ea, still linked to a, references it
     gone = await repo.everything(EverythingRequest("Patient", "a", LINKS, FOLLOW, CARE))
     assert names(gone.matches) == ["Encounter/ea", "Observation/ob", "Observation/late"]
+
+
+def _booking(i: int, slot_version: int) -> list[WriteOp]:
+    """What $book writes: the Slot taken (checked against the version read; implied) and an Appointment."""
+    slot = WriteOp("update", "Slot", id="slot-1", resource={"resourceType": "Slot", "id": "slot-1", "status": "busy"},
+                   index=IndexEntries(), if_match=slot_version, expect_resolved=True, expect_id="slot-1",
+                   implied=True)
+    appointment = WriteOp("create", "Appointment", id=f"appt-{i}",
+                          resource={"resourceType": "Appointment", "id": f"appt-{i}", "status": "booked"},
+                          index=IndexEntries())
+    return [slot, appointment]
+
+
+async def test_concurrent_bookings_of_one_version_exactly_one_wins(repo: Repository) -> None:
+    await repo.write([WriteOp("update", "Slot", id="slot-1", index=IndexEntries(),
+                              resource={"resourceType": "Slot", "id": "slot-1", "status": "free"})])
+    results = await asyncio.gather(*(repo.write(_booking(i, 1)) for i in range(50)), return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1, [r for r in results if isinstance(r, BaseException) and
+                               not isinstance(r, ConcurrentChange)]
+    assert all(isinstance(r, ConcurrentChange) for r in results if isinstance(r, BaseException))
+    slot = await repo.read("Slot", "slot-1")
+    assert slot is not None and slot.version == 2
+    assert await repo.count("Appointment") == 1
+    assert (await repo.history(HistoryQuery("Slot", "slot-1"))).total == 2
+
+
+async def test_a_stale_booking_writes_nothing(repo: Repository) -> None:
+    await repo.write([WriteOp("update", "Slot", id="slot-1", index=IndexEntries(),
+                              resource={"resourceType": "Slot", "id": "slot-1", "status": "free"})])
+    await repo.write(_booking(0, 1))
+    with pytest.raises(ConcurrentChange) as caught:
+        await repo.write(_booking(1, 1))
+    assert caught.value.op_index == 0
+    assert await repo.read("Appointment", "appt-1") is None
+    assert await repo.count("Appointment") == 1

@@ -424,7 +424,9 @@ class Compiler:
         inside = f"({low} >= ? AND {high} <= ?)"
         match v.prefix:
             case "eq":
-                return Frag(inside, [v.low, v.high])
+                # low <= high for every entry, so "low <= v.high" adds nothing but bounds the (pid, low) range the
+                # index scans: without it a day's search reads every later entry of the parameter
+                return Frag(f"({low} >= ? AND {low} <= ? AND {high} <= ?)", [v.low, v.high, v.high])
             case "ne":
                 return Frag(f"NOT {inside}", [v.low, v.high])
             case "gt":
