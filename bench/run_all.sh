@@ -14,4 +14,5 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || { echo "w
 .venv/bin/python bench/ingest.py --patients "${INGEST_PATIENTS:-1000}" --clients 1 4 --workers 2 --profile
 .venv/bin/python bench/everything.py
 .venv/bin/python bench/auth_overhead.py
+.venv/bin/python bench/hl7_oru.py --messages 2000 --connections 1 8
 # bench/bulk_export.py URL runs against a running server (e.g. a store kept by bench/ingest.py --keep)

@@ -39,6 +39,7 @@ from fhir_server.services.validate import Validator
 from fhir_server.settings import Settings
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import Repository
+from hl7_adapters.service import Hl7Service
 
 
 def build_repository(settings: Settings) -> Repository:
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         enabled=settings.auth.enabled)
     context.security = security
     context.bulk_export.job_repository = security.job_repository
+    hl7 = Hl7Service(context)  # the MLLP listener (FHIR_HL7__ENABLED) and the outbound lab order hooks
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,9 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(auth.open)
         await audit.start()
         context.bulk_export.start()
+        await hl7.start()
         try:
             yield
         finally:
+            await hl7.stop()  # in-flight HL7 messages finish (and are acknowledged) while the store is open
             context.bulk_export.stop()
             await audit.stop()
             await runner.close()
@@ -132,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_errors.install(app)
     app.state.auth = auth
     app.state.security = security
+    app.state.hl7 = hl7
     app.add_middleware(AccessMiddleware)  # tokens, scoped services and audit on every /fhir request
     app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
     app.mount("/fhir", rest.router)

@@ -6,9 +6,9 @@ A **transaction** is planned in full before anything is written, then applied as
 2. targets are resolved in the spec's processing order (DELETE, POST, PUT/PATCH, then GET/HEAD): each POST gets a
    new id (or, with ``ifNoneExist``, the single existing match), each conditional PUT/DELETE its match, and every
    ``fullUrl`` (``urn:uuid:``, ``urn:oid:`` or absolute) is mapped to the ``Type/id`` it will have;
-3. references are rewritten everywhere in the resources — ``Reference.reference``, ``Attachment.url`` and links in
-   the narrative — and conditional references (``Patient?identifier=…``) are resolved (exactly one match, else
-   412);
+3. references are rewritten everywhere in the resources (and in FHIRPath Patch ``Parameters`` values) —
+   ``Reference.reference``, ``Attachment.url`` and links in the narrative — and conditional references
+   (``Patient?identifier=…``) are resolved (exactly one match, else 412);
 4. every resource is validated and indexed into a write op, and all ops go to ``Repository.write`` at once: they
    commit together or not at all.  Each op carries what the plan assumed (``WriteOp.expect_resolved``); if a
    concurrent writer changed it, the repository refuses with ``ConcurrentChange`` and the plan is made again.
@@ -301,7 +301,10 @@ class BundleService:
         for entry in writes:
             if entry.alias_of is not None:
                 continue
-            if entry.resource is not None and entry.method in ("POST", "PUT"):
+            if entry.resource is not None and (
+                entry.method in ("POST", "PUT")
+                or (entry.method == "PATCH" and entry.resource.get("resourceType") == "Parameters")
+            ):  # a FHIRPath Patch's valueReference may name another entry (e.g. Patient.link on a merge)
                 await self._rewrite_references(entry, refs, conditional_refs, undo, deleted)
             try:
                 entry.op = await self._plan_op(entry)
