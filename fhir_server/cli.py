@@ -84,6 +84,14 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     )
 
 
+@main.command("audit-writer", hidden=True,
+              help="The audit writer process an API process starts for itself (see fhir_server.auth.audit_process).")
+def audit_writer() -> None:
+    from fhir_server.auth._audit_child import main as child_main
+
+    child_main()
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is only reachable from this machine."""
     if host.strip("[]").lower() == "localhost":

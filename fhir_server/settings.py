@@ -101,6 +101,9 @@ class AuthSettings(BaseModel):
     break_glass_max_minutes: int = Field(240, ge=1, description="longest break-glass grant")
     audit_batch_max: int = Field(500, ge=1, description="most AuditEvents written in one commit")
     audit_queue_max: int = Field(50_000, ge=1, description="AuditEvents waiting to be written before requests wait")
+    audit_writer: Literal["process", "inprocess"] = Field(
+        "process", description="where AuditEvents are built, indexed and stored: a child process beside each API "
+        "process (process), or the API process itself (inprocess)")
 
 
 class LabEndpoint(BaseModel):

@@ -38,13 +38,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_server import jsonio
 from fhir_server.auth.guard import AccessRecord, Touch
 from fhir_server.auth.policy import relative
 from fhir_server.auth.tokens import AccessContext
-from fhir_server.errors import FhirError
+from fhir_server.errors import Conflict, FhirError
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import Repository, WriteOp
 
@@ -274,6 +274,20 @@ def break_glass_event(granted_by: AccessContext, user_id: str, minutes: int, rea
 # -- writing ------------------------------------------------------------------------------------------------------
 
 
+class AuditSink(Protocol):
+    """Where a request's audit facts go: :class:`AuditWriter` (in this process) or
+    :class:`fhir_server.auth.audit_process.AuditProcess` (a child process)."""
+
+    written: int
+
+    async def start(self) -> None: ...
+    async def submit(self, events: Iterable[dict[str, Any]]) -> None: ...
+    async def submit_request(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
+                             break_glass: bool, linked_types: frozenset[str]) -> None: ...
+    async def flush(self) -> None: ...
+    async def stop(self, grace_s: float = 10.0) -> None: ...
+
+
 class AuditWriter:
     """A queue of AuditEvents written through the repository in batches by one background task."""
 
@@ -292,11 +306,15 @@ class AuditWriter:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit writer")
+        await self.write_spooled(self)
+
+    async def write_spooled(self, sink: AuditSink) -> None:
+        """Hand ``sink`` the events that stopped processes spooled, one file at a time (deleted once stored)."""
         for path in await asyncio.to_thread(self._claim_spools):
             lines = await asyncio.to_thread(path.read_bytes)
             events = [jsonio.loads(line) for line in lines.splitlines() if line.strip()]
-            await self.submit(events)
-            await self.flush()
+            await sink.submit(events)
+            await sink.flush()
             await asyncio.to_thread(path.unlink)
             log.info("audit: %d spooled events written", len(events))
 
@@ -323,6 +341,13 @@ class AuditWriter:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
                 await self._queue.put(event)
+
+    async def submit_request(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
+                             break_glass: bool, linked_types: frozenset[str]) -> None:
+        """Queue the AuditEvents of one request (built here, in the request's process)."""
+        events = request_events(context, record, info, linked_types=linked_types, break_glass=break_glass)
+        if events:
+            await self.submit(events)
 
     async def flush(self) -> None:
         """Wait until every event queued so far is written."""
@@ -356,28 +381,31 @@ class AuditWriter:
         log.error("audit: %d events could not be written yet; kept in %s", len(events), self.spool)
 
     async def _run(self) -> None:
-        delay = 0.1
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                while True:
-                    try:
-                        await self._write(batch)
-                        delay = 0.1
-                        break
-                    except Exception as exc:  # the store is unavailable: keep the events and try again
-                        log.error("audit: writing %d events failed (%s); retrying in %.1f s", len(batch),
-                                  type(exc).__name__, delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 30.0)
+                await self.write_batch(batch)
             except asyncio.CancelledError:
                 self._spool(batch)
                 raise
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def write_batch(self, batch: list[dict[str, Any]]) -> None:
+        """Write events in one commit, trying again (with back-off) for as long as the store refuses."""
+        delay = 0.1
+        while True:
+            try:
+                await self._write(batch)
+                return
+            except Exception as exc:  # the store is unavailable: keep the events and try again
+                log.error("audit: writing %d events failed (%s); retrying in %.1f s", len(batch),
+                          type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         ops = []
@@ -387,11 +415,17 @@ class AuditWriter:
         try:
             await self.repo.write(ops)
         except FhirError as exc:
-            if exc.op_index is None or len(ops) == 1:
+            if exc.op_index is None:
                 raise
             bad = batch[exc.op_index]
-            log.error("audit: an AuditEvent was refused by the store (%s, %s); it is dropped", type(exc).__name__,
-                      exc.code)
-            await self._write([e for e in batch if e is not bad])
+            if isinstance(exc, Conflict):  # sent again after the writer restarted: it is in the store already
+                log.info("audit: AuditEvent %s was written before; not written twice", bad["id"])
+                self.written += 1
+            else:
+                log.error("audit: an AuditEvent was refused by the store (%s, %s); it is dropped",
+                          type(exc).__name__, exc.code)
+            rest = [e for e in batch if e is not bad]
+            if rest:
+                await self._write(rest)
             return
         self.written += len(ops)

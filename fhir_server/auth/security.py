@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
-from fhir_server.auth.audit import AuditWriter, RequestInfo, request_events
+from fhir_server.auth.audit import AuditSink, RequestInfo
 from fhir_server.auth.guard import AccessRecord, Guard
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.reach import ReachCompiler
@@ -37,7 +37,7 @@ def _shared(path: str, linked: frozenset[str]) -> bool:
 
 class Security:
     def __init__(self, auth: AuthService, compiler: ReachCompiler, repo: Repository,
-                 resource_types: Collection[str], audit: AuditWriter, *, enabled: bool = True) -> None:
+                 resource_types: Collection[str], audit: AuditSink, *, enabled: bool = True) -> None:
         self.auth = auth
         self.compiler = compiler
         self.repo = repo
@@ -87,9 +87,7 @@ class Security:
         if not record.touched and info.status < 400 and record.interaction is None and _shared(info.path,
                                                                                              self.linked):
             return  # a read of shared, non-patient resources (the common case): nothing to audit
-        events = request_events(context, record, info, linked_types=self.linked, break_glass=break_glass)
-        if events:
-            await self.audit_writer.submit(events)
+        await self.audit_writer.submit_request(context, record, info, break_glass, self.linked)
 
     # -- bulk export jobs -------------------------------------------------------------------------------------
 

@@ -315,8 +315,7 @@ class SQLiteAuthStore:
 
     def is_revoked(self, ids: Sequence[str]) -> bool:
         self._lists()
-        revoked = self._revoked
-        return any(i in revoked for i in ids)
+        return not self._revoked.isdisjoint(ids)
 
     # -- client assertions ----------------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -123,7 +122,7 @@ def mint_access_token(
 
 class TokenValidator:
     """Validates access tokens: signature (current or recently rotated key), type, issuer, audience, expiry, and
-    the revocation list.  Decoded tokens are cached; expiry and revocation are checked on every call."""
+    the revocation list.  Decoded tokens are cached (first in, first out); expiry and revocation are checked on every call."""
 
     def __init__(
         self,
@@ -136,7 +135,7 @@ class TokenValidator:
         self.is_revoked = is_revoked
         self.resource_types = resource_types
         self.leeway_s = leeway_s
-        self._cache: OrderedDict[str, tuple[str, str, AccessContext]] = OrderedDict()
+        self._cache: dict[str, tuple[str, str, AccessContext, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None, *, audience: str, issuer: str) -> AccessContext:
@@ -144,25 +143,18 @@ class TokenValidator:
 
     def validate(self, token: str, *, audience: str, issuer: str, now: float | None = None) -> AccessContext:
         now = time.time() if now is None else now
-        with self._lock:
-            cached = self._cache.get(token)
-            if cached is not None:
-                self._cache.move_to_end(token)
-        if cached is not None and (cached[0], cached[1]) == (audience, issuer):
-            context = cached[2]
+        cached = self._cache.get(token)  # a dict read is atomic: no lock on the hot path
+        if cached is not None and cached[0] == audience and cached[1] == issuer:
+            context, ids = cached[2], cached[3]
         else:
             context = self._decode(token, audience=audience, issuer=issuer, now=now)
+            ids = _revocable_ids(context)
             with self._lock:
-                self._cache[token] = (audience, issuer, context)
-                if len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
+                self._cache[token] = (audience, issuer, context, ids)
+                while len(self._cache) > _CACHE_SIZE:
+                    del self._cache[next(iter(self._cache))]  # the oldest decoded token
         if context.expires_at + self.leeway_s <= now:
             raise InvalidToken("the access token has expired")
-        ids = [context.token_id, f"client:{context.client_id}"]
-        if context.kind != "system":
-            ids.append(f"user:{context.subject}")
-        if context.grant_id:
-            ids.append(context.grant_id)
         if self.is_revoked(ids):
             raise InvalidToken("the access token was revoked")
         return context
@@ -210,6 +202,16 @@ class TokenValidator:
             roles=frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset(),
             grant_id=_opt(claims.get("grant_id")),
         )
+
+
+def _revocable_ids(context: AccessContext) -> tuple[str, ...]:
+    """What revoking would name to end this token: itself, its client, its user, its grant."""
+    ids = [context.token_id, f"client:{context.client_id}"]
+    if context.kind != "system":
+        ids.append(f"user:{context.subject}")
+    if context.grant_id:
+        ids.append(context.grant_id)
+    return tuple(ids)
 
 
 def _opt(value: object) -> str | None:

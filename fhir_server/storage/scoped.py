@@ -347,6 +347,10 @@ class ScopedRepository(Repository):
                 op.expect_resolved, op.expect_id = True, target
         current = await self.inner.read(rtype, target) if target is not None else None
         if current is None or current.deleted:
+            if op.match is None and self.guard.policy.hides_existence:
+                # a PUT that would create: answered as a PUT to another patient's resource is, or the answer
+                # would tell which ids exist in other records
+                raise Forbidden(_HIDDEN_UPDATE, expression=rtype)
             await self._require_admits("c", rtype, resource, "creating")
             if current is not None:  # a deleted resource comes back: its last owner must be in reach too
                 await self._require_current("c", current)
@@ -366,6 +370,8 @@ class ScopedRepository(Repository):
         error = self.guard.out_of_reach(current.resource_type, current.id, body, permission)
         if error is None and permission == "d":
             raise _AsUnknown
+        if error is None and permission == "u":
+            raise Forbidden(_HIDDEN_UPDATE, expression=current.resource_type)
         raise error or Forbidden(f"this access token does not allow writing {current.resource_type}/{current.id}",
                                  expression=current.resource_type)
 
@@ -395,6 +401,10 @@ class ScopedRepository(Repository):
             return op, None
         await self._require_current("d", current)
         return self._pinned(op, current, "d"), _body(current)
+
+
+_HIDDEN_UPDATE = ("a patient's access token updates only resources it can read, and does not create them with a "
+                  "chosen id: create new resources with POST (the server chooses the id)")
 
 
 class _AsUnknown(Exception):

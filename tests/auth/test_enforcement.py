@@ -253,3 +253,18 @@ async def test_auth_off_is_open_and_unaudited(tmp_path: Path) -> None:
         await app.state.security.audit_writer.flush()
         assert created.status_code == 201 and "security" not in metadata["rest"][0]
         assert await app.state.fhir.repo.count("AuditEvent") == 0
+
+
+async def test_a_patient_cannot_tell_which_ids_exist_in_other_records(h: Hospital) -> None:
+    """A PUT to another patient's Observation and a PUT that would create one with a chosen id get the same
+    answer (no 403-versus-201 oracle); the patient's own resources are still updated with PUT."""
+    async with h.http("A") as http:
+        taken = await http.put("Observation/obs-b-lab", json=observation("obs-b-lab", "pat-a", "laboratory", "x"))
+        free = await http.put("Observation/never-was", json=observation("never-was", "pat-a", "laboratory", "x"))
+        own = (await http.get("Observation?subject=Patient/pat-a&_count=1")).json()["entry"][0]["resource"]
+        updated = await http.put(f"Observation/{own['id']}", json={**own, "status": "amended"})
+    assert taken.status_code == free.status_code == 403
+    assert taken.json()["issue"][0]["diagnostics"] == free.json()["issue"][0]["diagnostics"]
+    assert updated.status_code == 200, updated.text
+    async with h.http("B") as http:
+        assert (await http.get("Observation/obs-b-lab")).json()["valueString"] != "x"
