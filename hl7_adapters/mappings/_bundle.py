@@ -16,8 +16,9 @@ import hashlib
 import uuid
 from typing import Any
 
+from hl7_adapters.mappings._errors import MappingError
 from hl7_adapters.mappings._types import JSON, hd_system, message_offset, token
-from hl7_adapters.v2.message import Message
+from hl7_adapters.v2.message import Message, Segment
 
 _NAMESPACE = uuid.UUID("6f1c4f0e-7a53-5b8e-9a43-3f0e1d2c8b71")
 DERIVED_SYSTEM = "urn:infirmary:hl7v2:derived"
@@ -48,6 +49,15 @@ class Builder:
         self.entries: list[JSON] = []
         self._by_url: dict[str, JSON] = {}
         self._urls: dict[str, str] = {}
+
+    def required(self, name: str, what: str) -> list[Segment]:
+        """Every ``name`` segment of the message; a MappingError when there is none (``what`` says what one
+        is, e.g. ``vaccine administration``)."""
+        found = self.msg.all(name)
+        if not found:
+            raise MappingError(name, -1, None, f"{self.msg.message_type}^{self.msg.trigger_event} needs at least "
+                                               f"one {name} ({what})")
+        return found
 
     # -- keys --------------------------------------------------------------------------------------------------
 

@@ -32,10 +32,7 @@ PERFORMER_FUNCTION = {"coding": [{"system": "http://terminology.hl7.org/CodeSyst
 def to_bundle(msg: Message) -> dict[str, Any]:
     b = Builder(msg)
     patient = patient_entry(b, update=False)
-    charges = msg.all("FT1")
-    if not charges:
-        raise MappingError("FT1", -1, None, "DFT^P03 needs at least one FT1 (financial transaction)")
-    for seg in charges:
+    for seg in b.required("FT1", "financial transaction"):
         charge_item(seg, b, patient)
     return b.bundle()
 

@@ -39,10 +39,7 @@ _NOT_DONE = {"RE", "NA"}
 def to_bundle(msg: Message) -> dict[str, Any]:
     b = Builder(msg)
     patient = patient_entry(b, update=True)
-    administrations = msg.all("RXA")
-    if not administrations:
-        raise MappingError("RXA", -1, None, "VXU^V04 needs at least one RXA (vaccine administration)")
-    for rxa in administrations:
+    for rxa in b.required("RXA", "vaccine administration"):
         immunization(rxa, msg, b, patient)
     return b.bundle()
 

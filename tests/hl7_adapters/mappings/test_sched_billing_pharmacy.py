@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
+from hl7_adapters.mappings import MappingError, map_message
+from hl7_adapters.v2 import parse_message
 from tests.hl7_adapters.mappings.conftest import Feed, coding
 
 APPOINTMENT = "urn:infirmary:hl7v2:authority:SCHApp|36996"
@@ -97,3 +101,14 @@ async def test_immunizations(feed: Feed) -> None:
     tenivac = await feed.one("Immunization", **{"vaccine-code": "http://hl7.org/fhir/sid/ndc|49281021588"})
     assert coding(tenivac["fundingSource"]) == ("urn:oid:2.16.840.1.114222.4.5.274", "PHC70")
     assert await feed.count("Immunization") == 2
+
+
+@pytest.mark.parametrize(("event", "segment", "what"), [("DFT^P03", "FT1", "financial transaction"),
+                                                        ("VXU^V04", "RXA", "vaccine administration")])
+def test_a_message_without_its_repeating_segment_is_refused(event: str, segment: str, what: str) -> None:
+    raw = (f"MSH|^~\\&|APP|FAC|INF|HOSP|20240105120000||{event}|C-{segment}|P|2.5.1\r"
+           "PID|1||MRN1^^^HOSP^MR||Doe^Jane||19700101|F\r")
+    with pytest.raises(MappingError) as caught:
+        map_message(parse_message(raw))
+    assert caught.value.segment == segment and caught.value.segment_index == -1 and caught.value.field is None
+    assert caught.value.reason == f"{event} needs at least one {segment} ({what})"
