@@ -16,4 +16,7 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || { echo "w
 .venv/bin/python bench/auth_overhead.py
 .venv/bin/python bench/subscriptions.py
 .venv/bin/python bench/scheduling.py --data-dir "${SCHED_DIR:-/tmp/infirmary-scheduling}"
+.venv/bin/python bench/hl7_oru.py --messages 2000 --connections 1 8
+.venv/bin/python bench/hl7_inprocess.py --messages 500 --shape lab
+.venv/bin/python bench/hl7_inprocess.py --messages 500 --shape small --in-flight 1
 # bench/bulk_export.py URL runs against a running server (e.g. a store kept by bench/ingest.py --keep)

@@ -50,6 +50,7 @@ from fhir_server.settings import Settings
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import Repository
 from fhir_server.workflows.subscriptions import SubscriptionService
+from hl7_adapters.service import Hl7Service
 
 
 def build_repository(settings: Settings) -> Repository:
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     runner.bind(context)
     load_modules()  # task functions, periodic tasks and post-write reactions (fhir_server/jobs/wiring.py)
     resources.after_write.append(PostWriteHook(lambda: JobContext(context, context.jobs, context.jobs.clock)))
+    hl7 = Hl7Service(context)  # the MLLP listener (FHIR_HL7__ENABLED) and the outbound lab order hooks
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,7 +142,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         context.bulk_export.start()
         await runner.start(periodic=settings.jobs.backend == "inprocess")
         await subscriptions.start()
-        # what was built at start (definitions, indexer plans, routes: ~1 M objects) is never garbage: moved out of
+        await hl7.start()
+        # what was built at start (definitions, indexer plans, routes: ~140,000 objects) is never garbage: moved out of
         # the collector's reach, a full collection no longer walks it and stalls requests for tens of ms
         gc.collect()
         gc.freeze()
@@ -148,6 +151,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             await subscriptions.stop()
+            await hl7.stop()  # in-flight HL7 messages finish (and are acknowledged) while the store is open
             context.bulk_export.stop()
             await audit.stop()
             await runner.close()
@@ -166,6 +170,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api_errors.install(app)
     app.state.auth = auth
     app.state.security = security
+    app.state.hl7 = hl7
     app.add_middleware(AccessMiddleware)  # tokens, scoped services and audit on every /fhir request
     app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
     app.router.routes.append(WebSocketRoute(subscriptions_ws.PATH, subscriptions_ws.endpoint))

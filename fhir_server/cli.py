@@ -66,6 +66,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     click.echo(f"  API explorer:       {base}/docs")
     store = settings.sqlite_file() if settings.storage.backend == "sqlite" else "MongoDB (FHIR_STORAGE__MONGODB_URL)"
     click.echo(f"  store:              {store}")
+    if settings.hl7.enabled:
+        click.echo(f"  MLLP (HL7 v2):      {settings.hl7.host}:{settings.hl7.port}")
     if settings.demo:
         from fhir_server.demo.auth import demo_summary
 
@@ -261,3 +263,11 @@ def migrate(source: str, target: str) -> None:
                f"({report.resources - report.deleted} current, {report.deleted} deleted)")
     for rtype, count in sorted(report.by_type.items()):
         click.echo(f"  {rtype}: {count}")
+
+
+# HL7 v2: the MLLP listener on its own and the message log (hl7_adapters/cli.py)
+from hl7_adapters.cli import hl7 as _hl7_group  # noqa: E402
+from hl7_adapters.cli import mllp as _mllp_command  # noqa: E402
+
+main.add_command(_mllp_command, "mllp")
+main.add_command(_hl7_group, "hl7")

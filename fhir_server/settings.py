@@ -191,6 +191,48 @@ class NotifySettings(BaseModel):
                                          "many days ahead (extended daily)")
 
 
+class LabEndpoint(BaseModel):
+    """One laboratory information system that receives orders over MLLP (``FHIR_HL7__LABS`` is a JSON map)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    message: Literal["ORM^O01", "OML^O21"] = Field("OML^O21", description="the order message this lab takes")
+    version: str = Field("2.5.1", description="HL7 version written in MSH-12")
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    tls: bool = Field(False, description="connect with TLS")
+    tls_ca: Path | None = Field(None, description="CA file to verify the lab's certificate (default: system)")
+
+
+class Hl7Settings(BaseModel):
+    """HL7 v2: the MLLP listener, inbound messages and outbound lab orders (docs/hl7v2.md)."""
+
+    enabled: bool = Field(True, description="start the MLLP listener with `infirmary serve`")
+    host: str = "127.0.0.1"
+    port: int = Field(2575, ge=0, le=65535, description="MLLP port (0: any free port)")
+    max_connections: int = Field(64, ge=1, description="open MLLP connections; more are closed at once")
+    idle_timeout_s: float = Field(300.0, gt=0, description="a connection with no message for this long is closed")
+    read_timeout_s: float = Field(30.0, gt=0, description="a message started but not finished in this time is "
+                                                          "dropped and its connection closed")
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest MLLP frame accepted")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="time in-flight messages get to finish at shutdown")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: MLLP over TLS when set")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(None, description="require client certificates signed by this CA")
+    identity: str = Field("lab-interface", description="the system identity (client id) the listener writes "
+                                                       "as; AuditEvents name it and the MLLP sender")
+    scopes: str = Field("system/*.cruds", description="what the listener's identity may do (SMART v2 scopes)")
+    application: str = Field("INFIRMARY", description="MSH-3 of messages this server sends")
+    facility: str = Field("HOSPITAL", description="MSH-4 of messages this server sends")
+    labs: dict[str, LabEndpoint] = Field(default_factory=dict, description="LIS endpoints by name")
+    default_lab: str | None = Field(None, description="the lab of a ServiceRequest that names none")
+    send_orders: bool = Field(True, description="send new laboratory ServiceRequests to their lab")
+    order_max_attempts: int = Field(6, ge=1, description="tries to deliver one order before the Task fails")
+    order_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each time")
+    order_backoff_max_s: float = Field(300.0, gt=0, description="longest retry delay")
+    ack_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the lab's ACK")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", env_nested_delimiter="__", extra="ignore")
 
@@ -208,6 +250,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     scheduling: SchedulingSettings = SchedulingSettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
+    hl7: Hl7Settings = Hl7Settings()
 
     def sqlite_file(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "infirmary.db"

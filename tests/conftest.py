@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # with it off, as local development does: Settings() made anywhere in the suite, and the servers the tests start
 # (which inherit this environment), see it.  The authorization tests (tests/auth/) turn it on explicitly.
 os.environ.setdefault("FHIR_AUTH__ENABLED", "false")
+# The MLLP listener (default port 2575) is off in tests: several suites run at once on one machine.  The HL7
+# tests (tests/hl7_adapters/) start it on an ephemeral port.
+os.environ.setdefault("FHIR_HL7__ENABLED", "false")
 
 
 @pytest.fixture

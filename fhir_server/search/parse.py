@@ -392,7 +392,15 @@ def _control(
 
 
 def parse_query_string(query_string: str) -> list[tuple[str, str]]:
-    return parse_qsl(query_string, keep_blank_values=True)
+    if "%" in query_string or "+" in query_string:
+        return parse_qsl(query_string, keep_blank_values=True)
+    # nothing to decode: what parse_qsl gives, without its per-part unquoting
+    pairs = []
+    for part in query_string.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 def parse_criteria(

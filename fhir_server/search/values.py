@@ -30,6 +30,8 @@ class BadValue(ValueError):
 
 def split_unescaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` where it is not escaped with a backslash; escapes are kept for :func:`unescape`."""
+    if "\\" not in text:
+        return text.split(sep)
     parts: list[str] = []
     current: list[str] = []
     i = 0
@@ -50,6 +52,8 @@ def split_unescaped(text: str, sep: str) -> list[str]:
 
 
 def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     out: list[str] = []
     i = 0
     while i < len(text):

@@ -6,9 +6,9 @@ A **transaction** is planned in full before anything is written, then applied as
 2. targets are resolved in the spec's processing order (DELETE, POST, PUT/PATCH, then GET/HEAD): each POST gets a
    new id (or, with ``ifNoneExist``, the single existing match), each conditional PUT/DELETE its match, and every
    ``fullUrl`` (``urn:uuid:``, ``urn:oid:`` or absolute) is mapped to the ``Type/id`` it will have;
-3. references are rewritten everywhere in the resources — ``Reference.reference``, ``Attachment.url`` and links in
-   the narrative — and conditional references (``Patient?identifier=…``) are resolved (exactly one match, else
-   412);
+3. references are rewritten everywhere in the resources (and in FHIRPath Patch ``Parameters`` values) —
+   ``Reference.reference``, ``Attachment.url`` and links in the narrative — and conditional references
+   (``Patient?identifier=…``) are resolved (exactly one match, else 412);
 4. every resource is validated and indexed into a write op, and all ops go to ``Repository.write`` at once: they
    commit together or not at all.  Each op carries what the plan assumed (``WriteOp.expect_resolved``); if a
    concurrent writer changed it, the repository refuses with ``ConcurrentChange`` and the plan is made again.
@@ -44,6 +44,7 @@ from fhir_server.errors import (
     prefixed,
 )
 from fhir_server.services._body import check_id, parse_resource
+from fhir_server.services._lookups import Lookups
 from fhir_server.services.resources import JSON_PATCH, PatchBody, ResourceService, new_id
 from fhir_server.storage._meta import format_instant
 from fhir_server.storage.base import WriteOp, WriteOutcome
@@ -76,6 +77,13 @@ class _Entry:
     response: dict[str, Any] = field(default_factory=dict)
     resource_out: bytes | None = None  # the stored JSON of the written or read resource
     outcome_out: dict[str, Any] | None = None
+    _slots: list[tuple[dict[str, Any], str]] | None = None
+
+    def reference_slots(self) -> list[tuple[dict[str, Any], str]]:
+        """:func:`_reference_slots` of the resource, found once (rewriting changes values, not places)."""
+        if self._slots is None:
+            self._slots = _reference_slots(self.resource) if self.resource is not None else []
+        return self._slots
 
     @property
     def where(self) -> str:
@@ -269,8 +277,13 @@ class BundleService:
         targets: dict[str, int] = {}
         deleted: set[str] = set()
         first_of: dict[tuple[str, str], _Entry] = {}
+        lookups = Lookups(self.resources)
+        prefetched = False
         for entry in writes:
             entry.alias_of = None
+            if not prefetched and entry.method != "DELETE":  # deletes resolve first: then all look-ups at once
+                prefetched = True
+                await lookups.prefetch(_lookups_wanted(writes), lambda rtype: 2 + len(_gone(deleted, rtype)))
             if_none_exist = entry.request.get("ifNoneExist") if entry.method == "POST" else None
             key = (entry.resource_type, str(if_none_exist).lstrip("?"))
             if if_none_exist and key in first_of:
@@ -279,7 +292,7 @@ class BundleService:
                 if entry.full_url and entry.target:
                     refs[entry.full_url] = entry.target
                 continue
-            await self._resolve_target(entry, deleted)
+            await self._resolve_target(entry, deleted, lookups)
             if if_none_exist:
                 first_of[key] = entry
             if entry.method == "DELETE" and entry.target:
@@ -301,16 +314,19 @@ class BundleService:
         for entry in writes:
             if entry.alias_of is not None:
                 continue
-            if entry.resource is not None and entry.method in ("POST", "PUT"):
-                await self._rewrite_references(entry, refs, conditional_refs, undo, deleted)
+            if entry.resource is not None and (
+                entry.method in ("POST", "PUT")
+                or (entry.method == "PATCH" and entry.resource.get("resourceType") == "Parameters")
+            ):  # a FHIRPath Patch's valueReference may name another entry (e.g. Patient.link on a merge)
+                await self._rewrite_references(entry, refs, conditional_refs, undo, deleted, lookups)
             try:
-                entry.op = await self._plan_op(entry)
+                entry.op = await self._plan_op(entry, lookups)
             except FhirError as exc:
                 raise prefixed(exc, entry.where) from None
             planned.append(entry)
         return planned
 
-    async def _resolve_target(self, entry: _Entry, deleted: set[str]) -> None:
+    async def _resolve_target(self, entry: _Entry, deleted: set[str], lookups: Lookups) -> None:
         """Which resource this write entry touches (before anything is written)."""
         rtype = entry.resource_type
         entry.existing = None
@@ -318,14 +334,15 @@ class BundleService:
             if entry.method == "POST":
                 if_none_exist = entry.request.get("ifNoneExist")
                 if if_none_exist:
-                    matches = await self._find(rtype, str(if_none_exist).lstrip("?"), "If-None-Exist", deleted)
+                    matches = await self._find(rtype, str(if_none_exist).lstrip("?"), "If-None-Exist", deleted,
+                                               lookups)
                     if len(matches) > 1:
                         raise PreconditionFailed(f"ifNoneExist {if_none_exist!r} matched {len(matches)} "
                                                  "resources", expression="If-None-Exist")
                     entry.existing = matches[0] if matches else None
                 entry.target = f"{rtype}/{entry.existing or new_id()}"
             elif entry.conditional:
-                matches = await self._find(rtype, entry.query, "url", deleted)
+                matches = await self._find(rtype, entry.query, "url", deleted, lookups)
                 if len(matches) > 1:
                     raise PreconditionFailed(f"conditional {entry.method} {entry.url!r} matched {len(matches)} "
                                              "resources")
@@ -344,22 +361,24 @@ class BundleService:
         except FhirError as exc:
             raise prefixed(exc, entry.where) from None
 
-    async def _find(self, rtype: str, query: str, what: str, deleted: set[str]) -> list[str]:
+    async def _find(self, rtype: str, query: str, what: str, deleted: set[str], lookups: Lookups) -> list[str]:
         """Current matches, leaving out what this transaction deletes first (at most 2 are needed)."""
         if not query:
             raise InvalidRequest(f"the {what} criteria are empty", expression=what)
-        gone = {t.split("/", 1)[1] for t in deleted if t.startswith(rtype + "/")}
-        found = await self.resources.repo.find(self.resources.criteria(rtype, query), limit=2 + len(gone))
+        gone = _gone(deleted, rtype)
+        found = await lookups.find(rtype, query, 2 + len(gone))
         return [id for id in found if id not in gone][:2]
 
-    async def _plan_op(self, entry: _Entry) -> WriteOp:
+    async def _plan_op(self, entry: _Entry, lookups: Lookups) -> WriteOp:
         rtype, services = entry.resource_type, self.resources
         if_match = entry.request.get("ifMatch")
         assert entry.method == "DELETE" or entry.target is not None
         if entry.method == "POST":
             assert entry.resource is not None and entry.target is not None
-            op = services.plan_create(rtype, entry.resource, entry.request.get("ifNoneExist"),
-                                      id=entry.target.split("/", 1)[1])
+            if_none_exist = entry.request.get("ifNoneExist")
+            op = services.plan_create(rtype, entry.resource, if_none_exist, id=entry.target.split("/", 1)[1],
+                                      criteria=lookups.criteria(rtype, str(if_none_exist).lstrip("?"))
+                                      if if_none_exist else None)
             if op.if_none_exist is not None:
                 op.expect_resolved, op.expect_id = True, entry.existing
             return op
@@ -367,7 +386,8 @@ class BundleService:
             assert entry.resource is not None and entry.target is not None
             id = entry.target.split("/", 1)[1]
             if entry.conditional:
-                op = services.plan_conditional_update(rtype, entry.query, entry.resource, if_match)
+                op = services.plan_conditional_update(rtype, entry.query, entry.resource, if_match,
+                                                      criteria=lookups.criteria(rtype, entry.query))
                 op.create_id = id
                 op.expect_resolved, op.expect_id = True, id
                 return op
@@ -377,17 +397,17 @@ class BundleService:
             return await services.plan_patch(rtype, entry.target.split("/", 1)[1], _patch_body(entry),
                                              if_match=if_match)
         if entry.conditional:
-            op = services.plan_conditional_delete(rtype, entry.query)
+            op = services.plan_conditional_delete(rtype, entry.query, criteria=lookups.criteria(rtype, entry.query))
             op.expect_resolved, op.expect_id = True, entry.existing
             return op
         return services.plan_delete(rtype, entry.segments[1], if_match)
 
     async def _rewrite_references(
         self, entry: _Entry, refs: dict[str, str], conditional: dict[str, str],
-        undo: list[tuple[dict[str, Any], str, Any]], deleted: set[str],
+        undo: list[tuple[dict[str, Any], str, Any]], deleted: set[str], lookups: Lookups,
     ) -> None:
         assert entry.resource is not None
-        for holder, key in _reference_slots(entry.resource):
+        for holder, key in entry.reference_slots():
             value = holder[key]
             if value in refs:
                 undo.append((holder, key, value))
@@ -397,24 +417,24 @@ class BundleService:
                     path = _slot_path(entry.resource, holder, key, f"{entry.where}.resource")
                     raise InvalidRequest(f"{path} refers to {value}, which no entry of the transaction has as "
                                          "its fullUrl", expression=path)
-            elif key == "reference" and "?" in value and _TYPE.match(value.split("?", 1)[0]):
+            elif key == "reference" and _is_conditional_reference(value):
                 undo.append((holder, key, value))
                 path = _slot_path(entry.resource, holder, key, f"{entry.where}.resource")
-                holder[key] = await self._conditional_reference(value, path, conditional, deleted)
+                holder[key] = await self._conditional_reference(value, path, conditional, deleted, lookups)
         text = entry.resource.get("text")
         if isinstance(text, dict) and isinstance(text.get("div"), str) and "urn:" in text["div"]:
             undo.append((text, "div", text["div"]))
             text["div"] = _LOCAL_REF.sub(lambda m: refs.get(m.group(0)) or m.group(0), text["div"])
 
     async def _conditional_reference(
-        self, value: str, path: str, cache: dict[str, str], deleted: set[str]
+        self, value: str, path: str, cache: dict[str, str], deleted: set[str], lookups: Lookups
     ) -> str:
         if value in cache:
             return cache[value]
         rtype, query = value.split("?", 1)
         try:
             self.resources.check_type(rtype)
-            matches = await self._find(rtype, query, "reference", deleted)
+            matches = await self._find(rtype, query, "reference", deleted, lookups)
         except FhirError as exc:
             raise InvalidRequest(f"{path}: conditional reference {value!r}: {exc.diagnostics}",
                                  expression=path) from None
@@ -456,8 +476,9 @@ class BundleService:
                             "independent (use a transaction for entries that refer to each other)",
                             expression=path,
                         )
-            await self._resolve_target(entry, set())
-            op = await self._plan_op(entry)
+            lookups = Lookups(self.resources)
+            await self._resolve_target(entry, set(), lookups)
+            op = await self._plan_op(entry, lookups)
             if op.method == "create" and op.if_none_exist is not None:
                 op.expect_resolved = False  # a batch entry stands alone: whatever is found at write time counts
             if op.method in ("update", "delete") and op.match is not None:
@@ -539,6 +560,33 @@ def _patch_body(entry: _Entry) -> PatchBody:
         f"{JSON_PATCH} (JSON Patch)",
         expression="Bundle.resource",
     )
+
+
+def _gone(deleted: set[str], rtype: str) -> set[str]:
+    """Ids of the resources of one type that the transaction deletes."""
+    return {t.split("/", 1)[1] for t in deleted if t.startswith(rtype + "/")}
+
+
+def _is_conditional_reference(value: str) -> bool:
+    return "?" in value and _TYPE.match(value.split("?", 1)[0]) is not None
+
+
+def _lookups_wanted(writes: list[_Entry]) -> list[tuple[str, str]]:
+    """The (type, criteria) that planning the non-delete entries will look up: ifNoneExist, conditional PUT and
+    PATCH URLs, conditional references (a superset is harmless: it only reads)."""
+    wanted: list[tuple[str, str]] = []
+    for entry in writes:
+        if entry.method == "POST" and entry.request.get("ifNoneExist"):
+            wanted.append((entry.resource_type, str(entry.request["ifNoneExist"]).lstrip("?")))
+        elif entry.conditional and entry.method in ("PUT", "PATCH"):
+            wanted.append((entry.resource_type, entry.query))
+        if entry.resource is not None and entry.method != "DELETE":
+            for holder, key in entry.reference_slots():
+                value = holder[key]
+                if key == "reference" and _is_conditional_reference(value):
+                    rtype, query = value.split("?", 1)
+                    wanted.append((rtype, query))
+    return wanted
 
 
 def _reference_slots(resource: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:

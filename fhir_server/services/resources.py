@@ -133,15 +133,16 @@ class ResourceService:
 
     def plan_create(
         self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None,
-        id: str | None = None,
+        id: str | None = None, criteria: SearchQuery | None = None,
     ) -> WriteOp:
-        """``POST /Type``: the server assigns the id (a client id in the body is ignored, per the spec)."""
+        """``POST /Type``: the server assigns the id (a client id in the body is ignored, per the spec).
+        ``criteria``: ``if_none_exist`` already parsed (a transaction plan parses each criteria string once)."""
         self.check_type(resource_type)
         id = id or new_id()
         op = self._prepare(resource_type, _with_id(resource, id))
         op.method, op.id = "create", id
         if if_none_exist is not None:
-            op.if_none_exist = self.criteria(resource_type, if_none_exist.lstrip("?"))
+            op.if_none_exist = criteria or self.criteria(resource_type, if_none_exist.lstrip("?"))
         return op
 
     def plan_update(
@@ -163,14 +164,15 @@ class ResourceService:
         return op
 
     def plan_conditional_update(
-        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
+        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None,
+        criteria: SearchQuery | None = None,
     ) -> WriteOp:
         """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412."""
         self.check_type(resource_type)
         if "id" in resource:
             check_id(str(resource["id"]), expression=f"{resource_type}.id")
         op = self._prepare(resource_type, resource)
-        op.match = self.criteria(resource_type, query_string)
+        op.match = criteria or self.criteria(resource_type, query_string)
         op.create_id = new_id()
         op.if_match = parse_etag(if_match) if if_match else None
         return op
@@ -217,9 +219,11 @@ class ResourceService:
         self.check_type(resource_type)
         return WriteOp("delete", resource_type, id=id, if_match=parse_etag(if_match) if if_match else None)
 
-    def plan_conditional_delete(self, resource_type: str, query_string: str) -> WriteOp:
+    def plan_conditional_delete(
+        self, resource_type: str, query_string: str, criteria: SearchQuery | None = None
+    ) -> WriteOp:
         self.check_type(resource_type)
-        return WriteOp("delete", resource_type, match=self.criteria(resource_type, query_string))
+        return WriteOp("delete", resource_type, match=criteria or self.criteria(resource_type, query_string))
 
     # -- interactions --------------------------------------------------------------------------------------
 

@@ -222,6 +222,11 @@ class Repository(abc.ABC):
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
         """Ids of current, non-deleted resources matching the query (at most ``limit``)."""
 
+    async def find_many(self, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
+        """:meth:`find` for several ``(query, limit)`` at once, answers in order (a backend may answer them in
+        one round trip: a transaction's conditional look-ups)."""
+        return [await self.find(query, limit) for query, limit in queries]
+
     @abc.abstractmethod
     async def search(self, request: SearchRequest) -> SearchPage:
         """One page of matches (current, non-deleted versions), in the query's sort order, with includes."""

@@ -244,15 +244,25 @@ class ScopedRepository(Repository):
 
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
         """Conditional matching: only what the token may see can match."""
+        visible = self._visible_query(query)
+        return [] if visible is None else await self.inner.find(visible, limit)
+
+    async def find_many(self, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
+        visible = [(self._visible_query(query), limit) for query, limit in queries]
+        found = iter(await self.inner.find_many([(q, limit) for q, limit in visible if q is not None]))
+        return [[] if q is None else next(found) for q, _ in visible]
+
+    def _visible_query(self, query: SearchQuery) -> SearchQuery | None:
+        """The query limited to what the token may see (None: it may see nothing of the type)."""
         assert query.resource_type is not None
         reach = self.guard.visible(query.resource_type)
         if not reach.allowed:
-            return []
+            return None
         criteria = self.guard.guard_criteria(query.criteria)
         extra = self.guard.criterion(query.resource_type, reach)
         if extra is not None:
             criteria = (*criteria, extra)
-        return await self.inner.find(replace(query, criteria=criteria), limit)
+        return replace(query, criteria=criteria)
 
     async def everything(self, request: EverythingRequest) -> SearchPage:
         self.guard.require("s" if request.compartment_id is None else "r", request.compartment_type)
@@ -283,10 +293,11 @@ class ScopedRepository(Repository):
                             expression=ops[0].resource_type)
         checked: list[tuple[WriteOp, dict[str, Any] | None]] = []
         hidden: dict[int, WriteOutcome] = {}  # deletes of what a patient may not know exists: as of the unknown
+        matches = await self._update_matches(ops)
         for index, op in enumerate(ops):
             op = stamp(op, self.guard.policy, self.guard.compiler.indexer)  # who wrote it (Subscriptions)
             try:
-                checked.append((op, None) if op.implied else await self._check(op))
+                checked.append((op, None) if op.implied else await self._check(op, matches.get(index)))
             except _AsUnknown:
                 hidden[index] = WriteOutcome(204, op.resource_type, op.id, None, noop=True)
             except FhirError as exc:
@@ -306,14 +317,24 @@ class ScopedRepository(Repository):
             self.guard.touch(outcome.resource_type, outcome.id, body, action)
         return outcomes
 
-    async def _check(self, op: WriteOp) -> tuple[WriteOp, dict[str, Any] | None]:
-        """The op as it may run (matches limited, version pinned) and, for a delete, the body it removes."""
+    async def _update_matches(self, ops: Sequence[WriteOp]) -> dict[int, list[str]]:
+        """The visible matches of the conditional updates among ``ops``, looked up in one round trip."""
+        wanted = [(index, self._limited_query(op.match, self.guard.visible)) for index, op in enumerate(ops)
+                  if op.method == "update" and op.match is not None and not op.implied]
+        if not wanted:
+            return {}
+        found = await self.inner.find_many([(query, 2) for _, query in wanted])
+        return {index: ids for (index, _), ids in zip(wanted, found, strict=True)}
+
+    async def _check(self, op: WriteOp, matches: list[str] | None = None) -> tuple[WriteOp, dict[str, Any] | None]:
+        """The op as it may run (matches limited, version pinned) and, for a delete, the body it removes.
+        ``matches``: those of a conditional update's limited criteria, when already looked up."""
         if op.method == "reindex":
             raise Forbidden("reindexing is internal to the server", expression=op.resource_type)
         if op.method == "create":
             return await self._check_create(op), None
         if op.method == "update":
-            return await self._check_update(op), None
+            return await self._check_update(op, matches), None
         return await self._check_delete(op)
 
     async def _require_admits(self, permission: str, rtype: str, resource: dict[str, Any], what: str) -> None:
@@ -340,7 +361,7 @@ class ScopedRepository(Repository):
         extra = self.guard.criterion(query.resource_type, reach)
         return replace(query, criteria=criteria if extra is None else (*criteria, extra))
 
-    async def _check_update(self, op: WriteOp) -> WriteOp:
+    async def _check_update(self, op: WriteOp, matches: list[str] | None = None) -> WriteOp:
         resource = op.resource
         assert resource is not None
         rtype = op.resource_type
@@ -348,7 +369,8 @@ class ScopedRepository(Repository):
         if op.match is not None:
             op = replace(op, match=self._limited_query(op.match, self.guard.visible))
             assert op.match is not None
-            matches = await self.inner.find(op.match, limit=2)
+            if matches is None:
+                matches = await self.inner.find(op.match, limit=2)
             target = matches[0] if len(matches) == 1 else None  # none: a create; several: the store answers 412
             if target is not None and not op.expect_resolved:
                 op.expect_resolved, op.expect_id = True, target

@@ -303,7 +303,7 @@ async def test_stale_plan_is_retried_and_store_decides(client: httpx.AsyncClient
     """A concurrent writer changes what a transaction was planned on: the repository refuses the stale plan
     (ConcurrentChange) and the transaction is planned again, so the reference follows the real match."""
     repo = app.state.fhir.repo
-    real_find = repo.find
+    real_find, real_find_many = repo.find, repo.find_many
     calls = {"n": 0}
 
     async def stale_find(query: Any, limit: int = 2) -> list[str]:
@@ -312,15 +312,21 @@ async def test_stale_plan_is_retried_and_store_decides(client: httpx.AsyncClient
             return []
         return list(await real_find(query, limit))
 
+    async def stale_find_many(queries: Any) -> list[list[str]]:  # the plan's look-ups in one round trip
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return [[] for _ in queries]
+        return list(await real_find_many(queries))
+
     await client.put("/Patient/s1", content=jsonio.dumps(
         make_patient(id="s1", identifier=[{"system": SYS, "value": "s"}])), headers=FHIR)
-    repo.find = stale_find
+    repo.find, repo.find_many = stale_find, stale_find_many
     try:
         resp = await send(client, bundle("transaction", post(make_patient(identifier=[{"system": SYS, "value": "s"}]),
                                                              U1, ifNoneExist=f"identifier={SYS}|s"),
                                          post(obs(U1))))
     finally:
-        repo.find = real_find
+        repo.find, repo.find_many = real_find, real_find_many
     assert resp.status_code == 200, resp.text
     assert calls["n"] >= 2
     e = resp.json()["entry"]

@@ -167,6 +167,16 @@ async def test_find_uses_current_versions_only(repo: Repository) -> None:
     assert await repo.find(ids) == []
 
 
+async def test_find_many_answers_each_query_as_find_does(repo: Repository) -> None:
+    await repo.write([patient("m1", "FM-A"), patient("m2", "FM-B"), patient("m3", "FM-B"), patient("m4", "FM-B")])
+    queries = [(by_mrn("FM-B"), 2), (by_mrn("FM-A"), 2), (by_mrn("FM-NONE"), 2), (by_mrn("FM-B"), 5)]
+    found = await repo.find_many(queries)
+    assert found == [await repo.find(q, limit) for q, limit in queries]
+    assert found[1] == ["m1"] and found[2] == [] and sorted(found[3]) == ["m2", "m3", "m4"]
+    assert len(found[0]) == 2
+    assert await repo.find_many([]) == []
+
+
 async def test_history_paging_and_filters(repo: Repository) -> None:
     for i in range(7):
         await repo.write([patient(f"p{i}")])

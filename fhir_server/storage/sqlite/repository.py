@@ -131,6 +131,11 @@ class SQLiteRepository(Repository):
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
         return await self._query(lambda conn: find_ids(conn, self.ids, query, limit))
 
+    async def find_many(self, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
+        if not queries:
+            return []
+        return await self._query(lambda conn: [find_ids(conn, self.ids, q, limit) for q, limit in queries])
+
     async def search(self, request: SearchRequest) -> SearchPage:
         return await self._query(lambda conn: search_page(conn, self.ids, request, self.counts))
 

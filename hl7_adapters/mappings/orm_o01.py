@@ -1,0 +1,12 @@
+"""ORM^O01 (general order) → ServiceRequest per ORC/OBR group (see ``_requests``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hl7_adapters.mappings._requests import orders_bundle
+from hl7_adapters.v2.message import Message
+
+
+def to_bundle(msg: Message) -> dict[str, Any]:
+    return orders_bundle(msg, lab=False)
