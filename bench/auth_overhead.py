@@ -76,7 +76,7 @@ end
 
 
 def start(data_dir: Path, port: int, auth: bool) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH__ENABLED": str(auth).lower(),
+    env = {**os.environ, "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH__ENABLED": str(auth).lower(), "FHIR_HL7__ENABLED": "false",
            "FHIR_AUTH__SYSTEM_ACCESS_TOKEN_LIFETIME_S": "3600"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),

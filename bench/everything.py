@@ -153,7 +153,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
          "--no-demo"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "FHIR_LOG_LEVEL": "warning",
-             "FHIR_AUTH__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
+             "FHIR_AUTH__ENABLED": "false", "FHIR_HL7__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
     )
     base = f"http://127.0.0.1:{port}/fhir"
     for _ in range(300):

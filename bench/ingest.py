@@ -73,7 +73,8 @@ def tree_rss_peak_kb(pid: int) -> int:
 
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     # auth off (loopback only): this measures ingest, not token checks (bench/auth_overhead.py does those)
-    env = {**os.environ, "FHIR_DEMO": "false", "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH__ENABLED": "false"}
+    env = {**os.environ, "FHIR_DEMO": "false", "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH__ENABLED": "false",
+           "FHIR_HL7__ENABLED": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--workers", str(workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -78,7 +78,7 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
         [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--workers", str(workers), "--no-demo"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "FHIR_LOG_LEVEL": "warning",
-             "FHIR_AUTH__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
+             "FHIR_AUTH__ENABLED": "false", "FHIR_HL7__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
     )
     for _ in range(300):
         try:

@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the store here (reused when present)")
     args = parser.parse_args()
     os.environ["FHIR_AUTH__ENABLED"] = "false"
+    os.environ["FHIR_HL7__ENABLED"] = "false"  # no MLLP listener (port 2575 may be taken)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="infirmary-sched-"))
     try:
         asyncio.run(generate(data_dir, args.practitioners, args.days))

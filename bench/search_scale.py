@@ -117,7 +117,7 @@ class Server:
              "--workers", str(workers), "--no-demo"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "FHIR_LOG_LEVEL": "warning",
-             "FHIR_AUTH__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
+             "FHIR_AUTH__ENABLED": "false", "FHIR_HL7__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
         )
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         for _ in range(600):

@@ -155,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "FHIR_AUTH__ENABLED": "false", "FHIR_DEMO": "false",
+        env = {**os.environ, "FHIR_AUTH__ENABLED": "false", "FHIR_HL7__ENABLED": "false", "FHIR_DEMO": "false",
                "FHIR_SUBSCRIPTIONS__ALLOW_HTTP_LOOPBACK": "true"}
         proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir",
                                  data], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
