@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     context.security = security
     context.bulk_export.job_repository = security.job_repository
     subscriptions = SubscriptionService(repo, resources, registry, settings.subscriptions, runner, base_urls)
-    subscriptions.job_repository = security.job_repository if settings.auth.enabled else None
+    subscriptions.acting = security.acting if settings.auth.enabled else None
     resources.before_write["Subscription"] = subscriptions.check
     context.subscriptions = subscriptions
     runner.bind(context)

@@ -13,6 +13,10 @@
 * nothing for requests that touch no patient data (the CapabilityStatement, practitioners, value sets) and for
   reads of the audit trail itself.
 
+Background work is audited as the request ``POST $job/<task name>`` of the jobs identity
+(:meth:`fhir_server.auth.security.Security.acting`): operation code ``job:<task name>``, and no event at all when
+it touched no patient data.
+
 Who: the user (``agent.who``: the ``fhirUser`` reference for staff, the user id as identifier, roles), the client
 application (a second agent, or the only one for Backend Services), the client address (``agent.network``).
 What: ``type`` rest, ``subtype`` the FHIR interaction, ``action`` C/R/U/D/E.  When: ``recorded``.  Outcome: ``0``
@@ -76,6 +80,9 @@ _ROLE_RESOURCE = {"system": "http://terminology.hl7.org/CodeSystem/object-role",
 _ROLE_QUERY = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"}
 _ROLE_USER = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "6", "display": "User"}
 
+JOB_PATH = "$job"  # background work is audited as the request "POST $job/<task name>" (fhir_server.jobs)
+JOB_PREFIX = "job:"  # … whose operation code is "job:<task name>"
+
 _SEARCHES = frozenset({"search-type", "search-system", "search-compartment"})
 
 #: what differs between the AuditEvents of one client's requests (the rest repeats: its index entries are cached,
@@ -107,6 +114,8 @@ def classify(method: str, path: str, query: str) -> Interaction:
     segments = [s for s in path.split("/") if s]
     operation = next((s for s in segments if s.startswith("$")), None)
     rtype = segments[0] if segments and segments[0][:1].isupper() else None
+    if operation == JOB_PATH and len(segments) == 2:
+        return Interaction("operation", "E", None, JOB_PREFIX + segments[1])
     if operation is not None:
         return Interaction("operation", "E", rtype, operation.split("-", 1)[0] if operation.startswith(
             "$export") else operation)
@@ -205,6 +214,8 @@ def _audited(interaction: Interaction, record: AccessRecord, info: RequestInfo, 
         return False  # reading the audit trail is not itself audited
     if touched_patients or info.status in (401, 403):
         return True
+    if (interaction.operation or "").startswith(JOB_PREFIX):
+        return record.denied  # background work that touched no patient data: nothing to audit
     about_patients = interaction.resource_type is None or interaction.resource_type in linked_types \
         or interaction.operation is not None
     # nothing about patients (the common case of reading shared resources): no event

@@ -4,17 +4,21 @@
 it, for every FHIR request, who is calling (``authenticate``), what they may reach (``policy``), and for a scoped
 repository made for that request (``scoped``); when the request ends it hands the request's record to ``audit``.
 Bulk export jobs, which run after their request has ended, read through ``job_repository`` with the access that
-was recorded at kick-off.
+was recorded at kick-off.  Background work (task functions, post-write reactions, Subscription checks, HL7
+orders) runs inside ``acting``: a scoped repository for the jobs identity (or the access a Subscription recorded),
+whose record is audited as one request when the work ends.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fhir_server.auth.audit import AuditSink, RequestInfo, audited
+from fhir_server.auth.audit import JOB_PATH, AuditSink, RequestInfo, audited
 from fhir_server.auth.guard import AccessRecord, Guard
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.reach import ReachCompiler
@@ -25,6 +29,8 @@ from fhir_server.storage.base import Repository
 from fhir_server.storage.scoped import ScopedRepository
 
 _POLICY_CACHE = 4096
+JOBS_IDENTITY = "infirmary-jobs"  # who background work acts as (subject and client id; kind "system")
+JOBS_SCOPES = "system/*.cruds"  # jobs are the server: full access, but through the scoped repository (audited)
 
 
 def _shared(path: str, linked: frozenset[str]) -> bool:
@@ -108,6 +114,10 @@ class Security:
         return f"{c.client_id} {c.subject}"
 
     def job_repository(self, record: dict[str, Any]) -> Repository:
+        return self.scoped(self.recorded_policy(record))
+
+    def recorded_policy(self, record: dict[str, Any]) -> AccessPolicy:
+        """The policy of access recorded earlier (``access_record``, or a Subscription's stamp)."""
         context = AccessContext(
             subject=str(record["sub"]), client_id=str(record["client_id"]),
             scopes=ScopeSet.parse(str(record.get("scope") or ""), self.resource_types),
@@ -115,5 +125,30 @@ class Security:
             fhir_user=record.get("fhirUser"), patient=record.get("patient"),
             roles=frozenset(record.get("roles") or ()),
         )
-        policy = AccessPolicy(context, self.linked, bool(record.get("break_glass")))
-        return self.scoped(policy)
+        return AccessPolicy(context, self.linked, bool(record.get("break_glass")))
+
+    # -- background work ----------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def jobs_policy(self) -> AccessPolicy:
+        """The policy of the jobs identity: a system client that may do everything."""
+        context = AccessContext(subject=JOBS_IDENTITY, client_id=JOBS_IDENTITY,
+                                scopes=ScopeSet.parse(JOBS_SCOPES, self.resource_types), kind="system",
+                                token_id=f"jobs:{JOBS_IDENTITY}", issued_at=0, expires_at=0)
+        return AccessPolicy(context, self.linked)
+
+    @asynccontextmanager
+    async def acting(self, name: str, access: dict[str, Any] | None = None) -> AsyncIterator[ScopedRepository]:
+        """A scoped repository for one run of background work ``name``, as the jobs identity (or as the access
+        recorded in ``access``); when the run ends — returned (200) or raised (500) — what it touched is audited
+        as the request ``POST $job/<name>`` of that identity."""
+        policy = self.jobs_policy if access is None else self.recorded_policy(access)
+        record = AccessRecord()
+        status = 500
+        try:
+            yield self.scoped(policy, record)
+            status = 200
+        finally:
+            if record.touched:  # (untouched: nothing to audit, decided without building the request's facts)
+                await self.audit(policy.context, record,
+                                 RequestInfo("POST", f"{JOB_PATH}/{name}", "", status, None))

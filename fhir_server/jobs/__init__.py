@@ -20,7 +20,8 @@ await queue.enqueue("scheduling.generate_slots", role_id, at=None | datetime | e
 
 Refinements: ``enqueue`` also accepts epoch seconds for ``at`` and returns whether the job was queued (False
 when a job with the same ``key`` is still queued or running).  ``JobContext`` has ``fhir`` (the FhirContext),
-``services``/``resources``/``search``/``repo``/``settings`` (unscoped: tasks act as the system), ``queue``,
+``services``/``resources``/``search``/``repo``/``settings`` (scoped to the jobs identity ``infirmary-jobs`` and
+audited while a task or reaction runs: ``JobContext.audited``), ``queue``,
 ``clock`` and ``now()``, and ``attempt``/``max_attempts``/``final_attempt`` for tasks that record failures.
 A task raises any exception to be retried with exponential back-off (``FHIR_JOBS__MAX_ATTEMPTS``,
 ``FHIR_JOBS__BACKOFF_S`` doubling up to ``FHIR_JOBS__BACKOFF_MAX_S``; per task: ``@task(name, max_attempts=…,

@@ -37,7 +37,8 @@ async def run_attempt(spec: TaskSpec, ctx: JobContext, args: tuple[JobArg, ...],
     max_attempts, base, most = limits(spec, settings)
     ctx = ctx.for_attempt(ctx.attempt, max_attempts, ctx.key)
     try:
-        await spec.fn(ctx, *args)
+        async with ctx.audited(spec.name) as run:  # scoped services; audited as the jobs identity
+            await spec.fn(run, *args)
     except PermanentFailure as exc:
         log.warning("job %s failed for good (attempt %d): %s", spec.name, ctx.attempt, type(exc).__name__)
         return Attempt(False, None, _describe(exc))

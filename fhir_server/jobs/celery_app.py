@@ -4,7 +4,9 @@ beat for the periodic tasks.  The same task functions as the in-process runner, 
 by Celery itself, so both runners count attempts alike.
 
 Each worker process builds the application (repository, services, audit) once, on an event loop of its own in
-a background thread, and runs every task on it.  ``infirmary worker`` and ``infirmary beat`` start them; with
+a background thread, and runs every task on it; a task's AuditEvents (it acts as the jobs identity,
+:mod:`fhir_server.jobs.context`) are stored before the task is acknowledged, and the audit sink is stopped
+(flushed, or spooled) when the worker process shuts down.  ``infirmary worker`` and ``infirmary beat`` start them; with
 the Celery command line use ``celery -A fhir_server.jobs.celery_app:app worker``.
 """
 
@@ -109,11 +111,18 @@ class _WorkerApp:
         queue: CeleryQueue = fhir.jobs
         ctx = JobContext(fhir, queue, queue.clock, attempt, 1, key)
         result = await run_attempt(TASKS.get(name), ctx, args, self.settings.jobs)
+        await self._flush_audit()
         if result.retry_at is not None:
             await queue.enqueue(name, *args, at=result.retry_at, key=key, attempt=attempt + 1)
         else:
             await queue.release(key)
         return result.ok
+
+    async def _flush_audit(self) -> None:
+        """The run's AuditEvents stored before Celery acknowledges the task (a worker killed later loses none)."""
+        security = self.app.state.fhir.security
+        if security is not None and security.enabled:
+            await security.audit_writer.flush()
 
     def close(self) -> None:
         if self._lifespan is not None:

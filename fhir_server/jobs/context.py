@@ -1,7 +1,16 @@
-"""What a task function (or a post-write reaction) is given: the application's services, the queue, the clock."""
+"""What a task function (or a post-write reaction) is given: services, the queue, the clock.
+
+Background work acts as a named system identity and is audited like a request: ``job_services`` is the one place
+that turns a run into scoped services (the jobs identity ``infirmary-jobs``, ``system/*.cruds``) and, when the
+run ends, into an audit submission (``Security.acting``).  Both runners and the post-write hook enter it through
+``JobContext.audited``; the HL7 order job through ``job_services``.  With authorization off nothing is scoped or
+audited, as for requests.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -15,10 +24,24 @@ if TYPE_CHECKING:
     from fhir_server.storage.base import Repository
 
 
+@asynccontextmanager
+async def job_services(fhir: FhirContext, name: str) -> AsyncIterator[Services]:
+    """Services for one run of background work ``name``: scoped to the jobs identity and audited as
+    ``POST $job/<name>`` when the run ends (with authorization off: the application's unscoped services)."""
+    security = fhir.security
+    if security is None or not security.enabled:
+        yield fhir.unscoped()
+        return
+    async with security.acting(name) as repo:
+        yield fhir.services_for(repo)
+
+
 @dataclass(frozen=True)
 class JobContext:
-    """Tasks act as the system: unscoped services (a task has no user; what it may do was decided when the work
-    was asked for).  ``attempt`` counts from 1; ``max_attempts`` is the number the runner will make."""
+    """Tasks act as the system identity ``infirmary-jobs`` (a task has no user; what it may do was decided when
+    the work was asked for): inside ``audited`` its services are scoped and what they touch is audited; outside
+    (``scoped`` None) they are the application's.  ``attempt`` counts from 1; ``max_attempts`` is the number the
+    runner will make."""
 
     fhir: FhirContext
     queue: JobQueue
@@ -26,22 +49,29 @@ class JobContext:
     attempt: int = 1
     max_attempts: int = 1
     key: str | None = None
+    scoped: Services | None = None
+
+    @asynccontextmanager
+    async def audited(self, name: str) -> AsyncIterator[JobContext]:
+        """This context for one run of ``name``, with services scoped and audited (see ``job_services``)."""
+        async with job_services(self.fhir, name) as services:
+            yield replace(self, scoped=services)
 
     @property
     def services(self) -> Services:
-        return self.fhir.unscoped()
+        return self.scoped if self.scoped is not None else self.fhir.unscoped()
 
     @property
     def resources(self) -> ResourceService:
-        return self.fhir.resources
+        return self.services.resources
 
     @property
     def search(self) -> SearchService:
-        return self.fhir.search
+        return self.services.search
 
     @property
     def repo(self) -> Repository:
-        return self.fhir.repo
+        return self.services.repo
 
     @property
     def settings(self) -> Settings:

@@ -1,6 +1,8 @@
 """The post-write hook: after a write commits, the reactions registered for its resource type decide what
 follows, and enqueue task functions by name with ids.  Reactions run inline after the commit, so they must be
 quick (read a little, enqueue); a reaction that fails is logged and does not fail the write, which has committed.
+Each reaction runs as the jobs identity, audited as ``POST $job/on_write.<function name>``
+(:meth:`fhir_server.jobs.context.JobContext.audited`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class PostWriteHook:
         ctx = self._context()
         for reaction in reactions:
             try:
-                await reaction(ctx, outcome, resource)
+                async with ctx.audited(f"on_write.{getattr(reaction, '__name__', 'reaction')}") as run:
+                    await reaction(run, outcome, resource)
             except Exception:
                 log.exception("post-write reaction %s failed for a %s write",
                               getattr(reaction, "__qualname__", reaction), outcome.resource_type)

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError
+from fhir_server.jobs.context import job_services
 from fhir_server.settings import Hl7Settings, LabEndpoint
 from fhir_server.storage.base import WriteOutcome
 from hl7_adapters._flags import INBOUND
@@ -42,7 +43,7 @@ from hl7_adapters.v2.ack import new_control_id
 from hl7_adapters.v2.parser import ParseError, parse_message
 
 if TYPE_CHECKING:
-    from fhir_server.api.context import FhirContext
+    from fhir_server.api.context import FhirContext, Services
 
 log = logging.getLogger("hl7_adapters.outbound")
 
@@ -101,30 +102,35 @@ class OutboundOrders:
     # -- the order job ---------------------------------------------------------------------------------------
 
     async def send_order(self, sr_id: str) -> str:
-        """Send one ServiceRequest to its lab; returns the final Task status."""
-        resources = self.fhir.resources
+        """Send one ServiceRequest to its lab; returns the final Task status.  Runs as the jobs identity, audited
+        as ``POST $job/hl7.send_order`` (:func:`fhir_server.jobs.context.job_services`)."""
+        async with job_services(self.fhir, "hl7.send_order") as svc:
+            return await self._send_order(svc, sr_id)
+
+    async def _send_order(self, svc: Services, sr_id: str) -> str:
+        resources = svc.resources
         sr = jsonio.loads((await resources.read("ServiceRequest", sr_id)).body or b"{}")
         chosen = self.lab_for(sr)
         if chosen is None:
             return "no-lab"
         lab_name, lab = chosen
-        task_id, task = await self._task(sr_id, sr, lab_name)
+        task_id, task = await self._task(svc, sr_id, sr, lab_name)
         try:
-            placer = await self._placer(sr_id, sr)
-            patient = await self._patient(sr)
+            placer = await self._placer(svc, sr_id, sr)
+            patient = await self._patient(svc, sr)
             control_id = new_control_id()
             er7 = build_order(sr, patient, lab, application=self.settings.application,
                               facility=self.settings.facility, control_id=control_id, placer=placer)
             await asyncio.to_thread(validate_structure, er7)
         except (OrderBuildError, FhirError) as exc:
             _task.set_status(task, "failed", "not sent", str(exc))
-            await self._save(task_id, task)
+            await self._save(svc, task_id, task)
             return "failed"
         _task.add_output(task, "message-control-id", valueString=control_id)
-        status = await self._deliver(er7.encode(), lab, task_id, task)
+        status = await self._deliver(svc, er7.encode(), lab, task_id, task)
         return status
 
-    async def _deliver(self, message: bytes, lab: LabEndpoint, task_id: str, task: dict[str, Any]) -> str:
+    async def _deliver(self, svc: Services, message: bytes, lab: LabEndpoint, task_id: str, task: dict[str, Any]) -> str:
         delay = self.settings.order_backoff_s
         last = ""
         for attempt in range(1, self.settings.order_max_attempts + 1):
@@ -132,19 +138,19 @@ class OutboundOrders:
             if code in ("AA", "CA"):
                 _task.set_status(task, "accepted", f"accepted by the lab ({code})")
                 _task.add_output(task, "ack", valueString=f"{code} {text}".strip())
-                await self._save(task_id, task)
+                await self._save(svc, task_id, task)
                 return "accepted"
             if code == "AE":
                 _task.set_status(task, "rejected", "rejected by the lab (AE)", text or "application error")
                 _task.add_output(task, "ack", valueString=f"AE {text}".strip())
-                await self._save(task_id, task)
+                await self._save(svc, task_id, task)
                 return "rejected"
             last = f"{code} {text}".strip() if code else text
             if attempt == self.settings.order_max_attempts or self._stopping:
                 break
             if attempt == 1:
                 _task.set_status(task, "requested", "retrying", last)
-                await self._save(task_id, task)
+                await self._save(svc, task_id, task)
             log.warning("HL7 order: attempt %d to %s:%d failed (%s); retrying in %.1f s", attempt, lab.host,
                         lab.port, code or "no answer", delay)
             await asyncio.sleep(delay)
@@ -152,7 +158,7 @@ class OutboundOrders:
         rejected = last.startswith(("AR", "CR"))
         _task.set_status(task, "rejected" if rejected else "failed",
                          "rejected by the lab" if rejected else "not delivered", last)
-        await self._save(task_id, task)
+        await self._save(svc, task_id, task)
         return "rejected" if rejected else "failed"
 
     async def _attempt(self, message: bytes, lab: LabEndpoint) -> tuple[str, str]:
@@ -177,30 +183,31 @@ class OutboundOrders:
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
-    async def _task(self, sr_id: str, sr: dict[str, Any], lab_name: str) -> tuple[str, dict[str, Any]]:
-        existing = await self._find_task(sr_id)
+    async def _task(self, svc: Services, sr_id: str, sr: dict[str, Any],
+                    lab_name: str) -> tuple[str, dict[str, Any]]:
+        existing = await self._find_task(svc, sr_id)
         if existing is not None:
             return existing
         task = _task.order_task(sr_id, sr, lab_name)
-        outcome = await self.fhir.resources.create("Task", jsonio.dumps(task))
+        outcome = await svc.resources.create("Task", jsonio.dumps(task))
         assert outcome.id is not None and outcome.version is not None and outcome.version.body is not None
         return outcome.id, jsonio.loads(outcome.version.body)
 
-    async def _find_task(self, sr_id: str) -> tuple[str, dict[str, Any]] | None:
-        query = self.fhir.resources.criteria("Task", _task.task_query(sr_id))
-        ids = await self.fhir.repo.find(query, limit=1)
+    async def _find_task(self, svc: Services, sr_id: str) -> tuple[str, dict[str, Any]] | None:
+        query = svc.resources.criteria("Task", _task.task_query(sr_id))
+        ids = await svc.repo.find(query, limit=1)
         if not ids:
             return None
-        stored = await self.fhir.repo.read("Task", ids[0])
+        stored = await svc.repo.read("Task", ids[0])
         if stored is None or stored.body is None:
             return None
         return ids[0], jsonio.loads(stored.body)
 
-    async def _save(self, task_id: str, task: dict[str, Any]) -> None:
+    async def _save(self, svc: Services, task_id: str, task: dict[str, Any]) -> None:
         task.pop("meta", None)
-        await self.fhir.resources.update("Task", task_id, jsonio.dumps(task))
+        await svc.resources.update("Task", task_id, jsonio.dumps(task))
 
-    async def _placer(self, sr_id: str, sr: dict[str, Any]) -> dict[str, Any]:
+    async def _placer(self, svc: Services, sr_id: str, sr: dict[str, Any]) -> dict[str, Any]:
         placer = placer_identifier(sr)
         if placer is not None:
             return placer
@@ -212,22 +219,27 @@ class OutboundOrders:
         sr["identifier"] = [*sr.get("identifier", []), placer]
         version = sr.get("meta", {}).get("versionId")
         sr.pop("meta", None)
-        await self.fhir.resources.update("ServiceRequest", sr_id, jsonio.dumps(sr),
-                                         if_match=f'W/"{version}"' if version else None)
+        await svc.resources.update("ServiceRequest", sr_id, jsonio.dumps(sr),
+                                   if_match=f'W/"{version}"' if version else None)
         return placer
 
-    async def _patient(self, sr: dict[str, Any]) -> dict[str, Any] | None:
+    async def _patient(self, svc: Services, sr: dict[str, Any]) -> dict[str, Any] | None:
         ref = str((sr.get("subject") or {}).get("reference", ""))
         if not ref.startswith("Patient/"):
             return None
-        stored = await self.fhir.repo.read("Patient", ref.split("/", 1)[1])
+        stored = await svc.repo.read("Patient", ref.split("/", 1)[1])
         return jsonio.loads(stored.body) if stored is not None and stored.body else None
 
     # -- the result job ----------------------------------------------------------------------------------------
 
     async def complete_orders(self, report_id: str) -> int:
-        """Complete the open order Tasks of the ServiceRequests a DiagnosticReport is based on; returns how many."""
-        stored = await self.fhir.repo.read("DiagnosticReport", report_id)
+        """Complete the open order Tasks of the ServiceRequests a DiagnosticReport is based on; returns how many.
+        Runs as the jobs identity, audited as ``POST $job/hl7.complete_orders``."""
+        async with job_services(self.fhir, "hl7.complete_orders") as svc:
+            return await self._complete_orders(svc, report_id)
+
+    async def _complete_orders(self, svc: Services, report_id: str) -> int:
+        stored = await svc.repo.read("DiagnosticReport", report_id)
         if stored is None or stored.body is None:
             return 0
         report = jsonio.loads(stored.body)
@@ -237,13 +249,13 @@ class OutboundOrders:
             ref = str(based_on.get("reference", ""))
             if not ref.startswith("ServiceRequest/"):
                 continue
-            found = await self._find_task(ref.split("/", 1)[1])
+            found = await self._find_task(svc, ref.split("/", 1)[1])
             if found is None or found[1].get("status") in ("completed", "cancelled", "entered-in-error"):
                 continue
             task_id, task = found
             _task.set_status(task, "completed" if final else "in-progress",
                              "result received" if final else "preliminary result received")
             _task.add_output(task, "result", valueReference={"reference": f"DiagnosticReport/{report_id}"})
-            await self._save(task_id, task)
+            await self._save(svc, task_id, task)
             done += 1
         return done

@@ -9,7 +9,8 @@
   entries; criteria with chains, ``_has`` or ``_list`` are answered by the store when the notification is sent.
 * **Scopes.** Before anything is sent, the written version is read through the scoped repository of the access
   stamped on the Subscription (:mod:`fhir_server.auth.stamps`): a subscriber hears only about what the token
-  that wrote the Subscription may read.
+  that wrote the Subscription may read.  That check is audited as ``POST $job/subscriptions.check`` with the
+  Subscription's writer as agent (the jobs identity for a Subscription written without authorization).
 * **rest-hook.** Each notification is a job (``subscriptions.notify`` with ids), so it runs in-process or on a
   Celery worker alike; failures are retried with exponential back-off (``retry_backoff_s`` doubling up to
   ``retry_backoff_max_s``) for ``retry_max_age_s`` (24 h by default), the Subscription showing ``status = error``
@@ -29,6 +30,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fhir_server import jsonio
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 
 NOTIFY = "subscriptions.notify"
 HANDSHAKE = "subscriptions.handshake"
+CHECK = "subscriptions.check"  # how the check of what a subscriber may hear is named in the audit trail
 _PAGE = 200
 
 
@@ -81,8 +84,9 @@ class SubscriptionService:
         self.index = SubscriptionIndex()
         self.hub = WebsocketHub()
         self.sender = RestHookSender(settings.delivery_timeout_s)
-        # the repository a notification reads through, from the access stamped on the Subscription (auth on)
-        self.job_repository: Callable[[dict[str, Any]], Repository] | None = None
+        # auth on: ``Security.acting`` — the audited repository a notification reads through, from the access
+        # stamped on the Subscription (None: as the jobs identity)
+        self.acting: Callable[[str, dict[str, Any] | None], AbstractAsyncContextManager[Repository]] | None = None
         self._parse = strict_parser(registry, base_urls, canonicalise)
         self._since: str | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -228,9 +232,13 @@ class SubscriptionService:
     async def visible(self, definition: Definition, resource_type: str, id: str, version: int
                       ) -> StoredVersion | None:
         """The written version, if the Subscription's access may read it and it still meets the criteria."""
-        repo = self.repo
-        if definition.access is not None and self.job_repository is not None:
-            repo = self.job_repository(definition.access)
+        if self.acting is None:
+            return await self._visible(self.repo, definition, resource_type, id, version)
+        async with self.acting(CHECK, definition.access) as repo:
+            return await self._visible(repo, definition, resource_type, id, version)
+
+    async def _visible(self, repo: Repository, definition: Definition, resource_type: str, id: str,
+                       version: int) -> StoredVersion | None:
         try:
             stored = await repo.vread(resource_type, id, version)
         except FhirError:

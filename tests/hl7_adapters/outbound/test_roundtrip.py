@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.settings import LabEndpoint
+from fhir_server import jsonio
+from fhir_server.settings import AuthSettings, LabEndpoint
 from hl7_adapters.mllp.client import MllpClient
 from hl7_adapters.mllp.server import MllpServer, Peer
 from hl7_adapters.v2 import Message, parse_message
@@ -177,3 +178,32 @@ async def test_lab_rejects_and_unreachable_lab(tmp_path: Path) -> None:
                 assert "entry" not in (await rest.get(f"Task?focus=ServiceRequest/{sr3}")).json()
     finally:
         await lab.server.stop(0.1)
+
+
+async def test_the_order_job_is_audited_as_the_jobs_identity(tmp_path: Path, lis: Lis) -> None:
+    """Authorization on: the order job reads and writes the patient's record as ``infirmary-jobs``, audited."""
+    from fhir_server.app import create_app
+    from fhir_server.auth.audit import OPERATION_SYSTEM
+
+    endpoint = LabEndpoint(host="127.0.0.1", port=lis.server.port, receiving_application="LIS",
+                           receiving_facility="LAB")
+    settings = hl7_settings(tmp_path, labs={"main": endpoint}).model_copy(update={"auth": AuthSettings(enabled=True)})
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        fhir = app.state.fhir
+        patient = await fhir.resources.create("Patient", jsonio.dumps({"resourceType": "Patient",
+                                                                         "name": [{"family": "Curie"}]}))
+        await fhir.resources.create("ServiceRequest", jsonio.dumps({
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "subject": {"reference": f"Patient/{patient.id}"}}))
+        await fhir.runner.drain()
+        assert len(lis.orders) == 1
+        await fhir.security.audit_writer.flush()
+        ids = await fhir.repo.find(fhir.resources.criteria("AuditEvent", f"patient=Patient/{patient.id}"), 10)
+        (event,) = [jsonio.loads((await fhir.repo.read("AuditEvent", i)).body) for i in ids]
+        assert {"system": OPERATION_SYSTEM, "code": "job:hl7.send_order"} in event["subtype"]
+        assert event["agent"][0]["who"]["identifier"]["value"] == "infirmary-jobs" and event["outcome"] == "0"
+        assert {e["what"]["reference"].split("/")[0] for e in event["entity"]} == {"Patient", "ServiceRequest",
+                                                                                  "Task"}

@@ -15,8 +15,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from fhir_server import jsonio
+from fhir_server.auth.audit import OPERATION_SYSTEM
 from fhir_server.auth.stamps import ACCESS_URL, OWNER_URL
 from fhir_server.settings import AuthSettings, ServerSettings, Settings, StorageSettings
+from fhir_server.workflows.subscriptions.service import CHECK
 from tests.auth.conftest import FHIR, World, login_and_fetch, oauth_client
 from tests.auth.conftest import world as world
 from tests.workflows.subscriptions.conftest import (
@@ -79,6 +82,22 @@ async def test_patient_hears_only_about_what_it_may_read(world: World, fhir: htt
     await asyncio.sleep(0.3)
     notified = [json.loads(r.body)["id"] for r in requests[1:]]
     assert notified == [alices.json()["id"]]  # never bob's
+
+    # each check is audited in the patient's record, with the Subscription's writer (alice) as agent
+    checks = await _check_events(world)
+    assert sorted((e["entity"][0]["what"]["reference"], e["outcome"]) for e in checks) == [
+        ("Patient/pat-a", "0"), ("Patient/pat-b", "4")]
+    assert {e["agent"][0]["who"]["identifier"]["value"] for e in checks} == {"u-alice"}
+    assert {x["what"]["reference"] for e in checks for x in e["entity"]} >= {
+        f"Observation/{alices.json()['id']}", f"Observation/{bobs.json()['id']}"}
+
+
+async def _check_events(world: World) -> list[dict[str, Any]]:
+    fhir = world.app.state.fhir
+    await fhir.security.audit_writer.flush()
+    ids = await fhir.repo.find(fhir.resources.criteria("AuditEvent", f"subtype={OPERATION_SYSTEM}|job:{CHECK}"),
+                               limit=100)
+    return [jsonio.loads((await fhir.repo.read("AuditEvent", id)).body) for id in ids]
 
 
 async def test_websocket_needs_a_token_that_may_read_the_subscription(world: World, fhir: httpx.AsyncClient
