@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import socket
 import statistics
@@ -37,8 +36,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthea
+from _server import serve
 
-ROOT = Path(__file__).resolve().parent.parent
 MAIN = "Hallie_Hoeger_62a0b57c-4129-43d9-b787-bcf7ad4fa654.json"
 SECOND = "Shameka_Marvin_55924ad5-6d05-4ece-9302-a692ce478536.json"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -148,22 +147,7 @@ def free_port() -> int:
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--no-demo"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "FHIR_LOG_LEVEL": "warning",
-             "FHIR_AUTH__ENABLED": "false", "FHIR_HL7__ENABLED": "false"},  # loopback only; bench/auth_overhead.py measures auth
-    )
-    base = f"http://127.0.0.1:{port}/fhir"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the server did not start")
+    return serve(data_dir, port), f"http://127.0.0.1:{port}/fhir"
 
 
 def main() -> None:

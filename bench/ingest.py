@@ -15,7 +15,6 @@ import argparse
 import collections
 import http.client
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -28,9 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._server import serve
 from bench.synthea import clones
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -73,23 +71,7 @@ def tree_rss_peak_kb(pid: int) -> int:
 
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     # auth off (loopback only): this measures ingest, not token checks (bench/auth_overhead.py does those)
-    env = {**os.environ, "FHIR_DEMO": "false", "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH__ENABLED": "false",
-           "FHIR_HL7__ENABLED": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--workers", str(workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/fhir/metadata")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start")
+    return serve(data_dir, port, workers=workers)
 
 
 def post_all(port: int, files: list[Path], clients: int) -> tuple[list[float], int, list[str]]:

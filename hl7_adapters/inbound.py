@@ -236,14 +236,8 @@ class InboundPipeline:
         return self.fhir.services_for(self.security.scoped(self.policy, record))
 
     async def _find_applied(self, services: Services, msg: Message) -> message_log.LogRecord | None:
-        query = services.resources.criteria("Basic", message_log.applied_query(msg))
-        ids = await services.repo.find(query, limit=1)
-        if not ids:
-            return None
-        stored = await services.repo.read("Basic", ids[0])
-        if stored is None or stored.body is None:
-            return None
-        return message_log.read_record(jsonio.loads(stored.body))
+        found = await services.resources.find_one("Basic", message_log.applied_query(msg))
+        return None if found is None else message_log.read_record(found[1])
 
     async def _audit(self, record: AccessRecord, status: int, msg: Message, peer: Peer | None) -> None:
         if self.security is None or self.context is None:

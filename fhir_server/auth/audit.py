@@ -401,9 +401,9 @@ class AuditWriter:
             left.append(self._queue.get_nowait())
             self._queue.task_done()
         if left:
-            self._spool(left)
+            self.spool_events(left)
 
-    def _spool(self, events: list[dict[str, Any]]) -> None:
+    def spool_events(self, events: list[dict[str, Any]]) -> None:
         if self.spool is None:
             log.error("audit: %d events could not be written and there is no spool file", len(events))
             return
@@ -421,7 +421,7 @@ class AuditWriter:
             try:
                 await self.write_batch(batch)
             except asyncio.CancelledError:
-                self._spool(batch)
+                self.spool_events(batch)
                 raise
             finally:
                 for _ in batch:

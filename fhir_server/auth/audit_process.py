@@ -107,7 +107,7 @@ class AuditProcess:
         self._buffer.clear()
         if left:
             events = [e for line in left if line != RELOAD for e in events_from_line(line, self.linked_types)]
-            self.spooler._spool(events)
+            self.spooler.spool_events(events)
 
     # -- the pipe ---------------------------------------------------------------------------------------------
 

@@ -33,14 +33,6 @@ JOBS_IDENTITY = "infirmary-jobs"  # who background work acts as (subject and cli
 JOBS_SCOPES = "system/*.cruds"  # jobs are the server: full access, but through the scoped repository (audited)
 
 
-def _shared(path: str, linked: frozenset[str]) -> bool:
-    """Whether a request path is about one type of resources that are not patient data (``Practitioner/1``)."""
-    segments = path.split("/")
-    first = segments[0]
-    return bool(first) and first[0].isupper() and first not in linked and "$" not in path and (
-        len(segments) != 3 or segments[2] == "_history")
-
-
 class Security:
     def __init__(self, auth: AuthService, compiler: ReachCompiler, repo: Repository,
                  resource_types: Collection[str], audit: AuditSink, *, enabled: bool = True) -> None:
@@ -90,11 +82,8 @@ class Security:
 
     async def audit(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
                     break_glass: bool = False) -> None:
-        if not record.touched and info.status < 400 and record.interaction is None and _shared(info.path,
-                                                                                             self.linked):
-            return  # a read of shared, non-patient resources (the common case): nothing to audit
         if not audited(record, info, self.linked):
-            return  # decided here, before a line is built for the audit writer process
+            return  # nothing about patients (reads of shared resources): decided before anything is built or sent
         await self.audit_writer.submit_request(context, record, info, break_glass, self.linked)
 
     # -- bulk export jobs -------------------------------------------------------------------------------------

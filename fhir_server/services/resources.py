@@ -92,6 +92,15 @@ class ResourceService:
     def criteria(self, resource_type: str, query_string: str) -> SearchQuery:
         return parse_criteria(resource_type, query_string, self.registry, self.base_urls, canonicalise)
 
+    async def find_one(self, resource_type: str, query_string: str) -> tuple[str, dict[str, Any]] | None:
+        """A current resource matching ``query_string`` (its id and body), or None."""
+        ids = await self.repo.find(self.criteria(resource_type, query_string), limit=1)
+        stored = await self.repo.read(resource_type, ids[0]) if ids else None
+        if stored is None or stored.body is None:
+            return None
+        body: dict[str, Any] = jsonio.loads(stored.body)
+        return ids[0], body
+
     def _prepare(self, resource_type: str, resource: dict[str, Any]) -> WriteOp:
         """Validate a resource for writing and build its op (method and id are filled in by the caller)."""
         if resource.get("resourceType") != resource_type:

@@ -194,14 +194,7 @@ class OutboundOrders:
         return outcome.id, jsonio.loads(outcome.version.body)
 
     async def _find_task(self, svc: Services, sr_id: str) -> tuple[str, dict[str, Any]] | None:
-        query = svc.resources.criteria("Task", _task.task_query(sr_id))
-        ids = await svc.repo.find(query, limit=1)
-        if not ids:
-            return None
-        stored = await svc.repo.read("Task", ids[0])
-        if stored is None or stored.body is None:
-            return None
-        return ids[0], jsonio.loads(stored.body)
+        return await svc.resources.find_one("Task", _task.task_query(sr_id))
 
     async def _save(self, svc: Services, task_id: str, task: dict[str, Any]) -> None:
         task.pop("meta", None)
