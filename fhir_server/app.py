@@ -19,6 +19,7 @@ from fhir_server.api import errors as api_errors
 from fhir_server.api import rest, subscriptions_ws
 from fhir_server.api.access import AccessMiddleware
 from fhir_server.api.context import FhirContext
+from fhir_server.api.cors import ApiCorsMiddleware
 from fhir_server.auth.audit import VARYING as AUDIT_VARYING
 from fhir_server.auth.audit import AuditSink, AuditWriter
 from fhir_server.auth.audit_process import AuditProcess
@@ -172,6 +173,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.security = security
     app.state.hl7 = hl7
     app.add_middleware(AccessMiddleware)  # tokens, scoped services and audit on every /fhir request
+    if settings.server.cors_origins:  # outside the access middleware: preflights carry no token
+        app.add_middleware(ApiCorsMiddleware, origins=settings.server.cors_origins)
     app.router.routes.extend(auth_routes())  # before the /fhir mount, which takes every /fhir/... path
     app.router.routes.append(WebSocketRoute(subscriptions_ws.PATH, subscriptions_ws.endpoint))
     app.mount("/fhir", rest.router)

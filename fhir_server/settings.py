@@ -21,6 +21,10 @@ class ServerSettings(BaseModel):
     base_url: str | None = Field(
         None, description="Public base URL of the FHIR API (e.g. https://fhir.example.org/fhir); derived from the request when unset"
     )
+    cors_origins: list[str] = Field(
+        ["*"], description="origins whose browser apps may call the FHIR API and the token endpoints (CORS); "
+        "[] turns CORS off"
+    )
 
 
 class StorageSettings(BaseModel):
