@@ -19,4 +19,5 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || { echo "w
 .venv/bin/python bench/hl7_oru.py --messages 2000 --connections 1 8
 .venv/bin/python bench/hl7_inprocess.py --messages 500 --shape lab
 .venv/bin/python bench/hl7_inprocess.py --messages 500 --shape small --in-flight 1
+.venv/bin/python bench/commit_floor.py --messages 600
 # bench/bulk_export.py URL runs against a running server (e.g. a store kept by bench/ingest.py --keep)

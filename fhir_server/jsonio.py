@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["FhirDecimal", "JsonError", "dumps", "loads"]
+__all__ = ["FhirDecimal", "JsonError", "dumps", "loads", "plain"]
 
 _INT_LIMIT = 2**63
 
@@ -96,3 +96,27 @@ def dumps(value: Any, *, pretty: bool = False) -> bytes:
     """Serialise to UTF-8 JSON bytes; decimals are written exactly as they were read."""
     option = orjson.OPT_INDENT_2 if pretty else 0
     return orjson.dumps(value, default=_default, option=option)
+
+
+def plain(value: Any) -> Any:
+    """What ``loads(orjson.dumps(value))`` gives, without the text in between: a fresh copy of a JSON value built
+    in memory (dicts, lists, tuples, str, int, bool, None, float, ``orjson.Fragment`` numbers), with numbers as
+    :func:`loads` reads them (a decimal a ``FhirDecimal`` keeping its digits).  TypeError for what orjson cannot
+    serialise (without a default)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError("Dict key must be str")
+            out[key] = item if type(item) is str else plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [item if type(item) is str else plain(item) for item in value]
+    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return value
+    if kind is int or kind is float or kind is orjson.Fragment:
+        return loads(orjson.dumps(value))
+    raise TypeError(f"Type is not JSON serializable: {kind.__name__}")

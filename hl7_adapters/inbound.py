@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from fhir_server import jsonio
 from fhir_server.auth.audit import RequestInfo, request_events
 from fhir_server.auth.guard import AccessRecord
@@ -179,7 +177,7 @@ class InboundPipeline:
                                     "ifNoneExist": message_log.applied_query(msg)}})
         token = INBOUND.set(True)
         try:
-            response = await services.bundles.process(orjson.dumps(bundle), base_url=self.base_url)
+            response = await services.bundles.process_bundle(jsonio.plain(bundle), base_url=self.base_url)
         except FhirError as exc:
             entries.pop()
             await self._audit(record, exc.status if exc.status >= 500 else 400, msg, peer)

@@ -20,6 +20,7 @@ Administrators search them like any resource (``Basic?code=…|hl7v2-message&cre
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import time
 import uuid
@@ -71,6 +72,7 @@ def control_key(msg: Message) -> str:
     return f"{sender_of(msg)}^{msg.control_id}"
 
 
+@functools.lru_cache(maxsize=64)  # a message's key is asked for several times while it is processed
 def applied_key(msg: Message) -> str:
     """The idempotency key: sender, control id and content digest. A retransmission (same control id, same
     content) is a duplicate; a reused control id with other content is a new message."""

@@ -56,6 +56,7 @@ class Guard:
         self.inner = inner
         self.record = record if record is not None else AccessRecord()
         self._care: dict[tuple[str, tuple[str, ...]], bool] = {}
+        self._visible: dict[str, Reach] = {}  # asked several times per op of a write: combined once per type
 
     # -- permissions ----------------------------------------------------------------------------------------
 
@@ -63,7 +64,10 @@ class Guard:
         return self.policy.reach(permission, resource_type)
 
     def visible(self, resource_type: str) -> Reach:
-        return self.policy.visible(resource_type)
+        reach = self._visible.get(resource_type)
+        if reach is None:
+            reach = self._visible[resource_type] = self.policy.visible(resource_type)
+        return reach
 
     def require(self, permission: str, resource_type: str, *, expression: str | None = None) -> Reach:
         """The reach of a permission on a type; 403 when the token has none."""

@@ -1,7 +1,9 @@
 """Running only the parameters a resource can match: most parameters of a type read one top-level element that
 most resources do not have, so the compiled parameters of a type are grouped by the top-level JSON properties
 their paths start with, and a resource runs those whose properties it has (plus the few whose start is not
-known statically).  Every parameter still runs at most once per resource.
+known statically).  A composite on the resource itself (``Observation.code-value-quantity``) runs only when the
+resource has a property of every component (``code`` and ``valueQuantity``).  Every parameter still runs at
+most once per resource.
 
 One memo per resource lets composite components reuse the entries of the plain parameter with the same code for
 the same value (``code-value-quantity`` reuses ``code`` and ``value-quantity``), since entries are immutable.
@@ -23,6 +25,8 @@ class Dispatch:
     by_key: dict[str, tuple[CompiledParam, ...]]  # parameters that can only start at this one property
     multi: tuple[tuple[CompiledParam, tuple[str, ...]], ...]  # parameters starting at any of several
     always: tuple[CompiledParam, ...]  # start unknown: run for every resource
+    # composites on the resource itself: run when, for some branch, every component has one of its properties
+    gated: tuple[tuple[CompiledParam, tuple[tuple[frozenset[str], ...], ...]], ...] = ()
 
     @classmethod
     def of(cls, params: Iterable[CompiledParam]) -> Dispatch:
@@ -31,16 +35,21 @@ class Dispatch:
         by_key: dict[str, list[CompiledParam]] = {}
         multi: list[tuple[CompiledParam, tuple[str, ...]]] = []
         always: list[CompiledParam] = []
+        gated: list[tuple[CompiledParam, tuple[tuple[frozenset[str], ...], ...]]] = []
         for compiled in params:
             compiled.shared = compiled.code in component_codes
             keys = compiled.first_keys
             if keys is None:
-                always.append(compiled)
+                needs = compiled.needs
+                if needs is None:
+                    always.append(compiled)
+                else:
+                    gated.append((compiled, needs))
             elif len(keys) == 1:
                 by_key.setdefault(next(iter(keys)), []).append(compiled)
             elif keys:
                 multi.append((compiled, tuple(sorted(keys))))
-        return cls({k: tuple(v) for k, v in by_key.items()}, tuple(multi), tuple(always))
+        return cls({k: tuple(v) for k, v in by_key.items()}, tuple(multi), tuple(always), tuple(gated))
 
     def run(self, resource: dict[str, Any], slots: Sequence[list[Any]]) -> None:
         """Extract every parameter that can select something from ``resource`` into ``slots``."""
@@ -58,3 +67,8 @@ class Dispatch:
                     break
         for compiled in self.always:
             compiled.extract(resource, slots[compiled.slot], memo)
+        for compiled, needs in self.gated:
+            for branch in needs:
+                if all(not keys.isdisjoint(resource) for keys in branch):
+                    compiled.extract(resource, slots[compiled.slot], memo)
+                    break

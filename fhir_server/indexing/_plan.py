@@ -72,6 +72,8 @@ class _Component:
     fallback: Fallback | None = None
     unindexed: list[Nav] = field(default_factory=list)  # branches selecting values of a type it cannot index
     normalisers: Normalisers | None = None  # for fallback values, typed at run time
+    # the properties of the element at least one of which it needs to pick anything (None: not known statically)
+    first_keys: frozenset[str] | None = None
 
     def pick(
         self, resource: dict[str, Any], element: Any, element_type: str | None
@@ -138,6 +140,26 @@ class CompiledParam:
                 return None
             keys.add(branch.steps[0])
         return frozenset(keys)
+
+    @property
+    def needs(self) -> tuple[tuple[frozenset[str], ...], ...] | None:
+        """For a parameter that can make entries only when the resource has certain top-level properties: per
+        branch, the key sets of which it needs one each (a composite on the resource itself, such as
+        ``Observation.code-value-quantity``, needs a property of every component).  None when not known."""
+        if self.fallback is not None:
+            return None
+        out: list[tuple[frozenset[str], ...]] = []
+        for number, branch in enumerate(self.branches):
+            if branch.steps and isinstance(branch.steps[0], str):
+                out.append((frozenset((branch.steps[0],)),))
+                continue
+            if branch.steps or self.type != "composite" or number >= len(self.components):
+                return None
+            known = tuple(c.first_keys for c in self.components[number] if c.first_keys is not None)
+            if not known:
+                return None
+            out.append(known)
+        return tuple(out)
 
     def select(self, resource: dict[str, Any]) -> list[Typed]:
         """The typed values the expression selects, before normalisation (for tests and tools)."""
@@ -291,12 +313,18 @@ def _compile_component(
     if ctx is not None:
         compiler = Compiler(env.types, env.refs, env.types.of_type(_root_type(ctx, env)))
         try:
+            keys: set[str] | None = set()
             for branch in compiler.branches(parse(expression), ctx):
                 normalise = env.normalisers.for_ctx(definition.type, branch.ctx)
                 if normalise is not None:
                     component.selectors.append((runner(branch.steps), normalise))
+                    if keys is not None and branch.steps and isinstance(branch.steps[0], str):
+                        keys.add(branch.steps[0])
+                    else:
+                        keys = None
                 else:
                     component.unindexed.append(runner(branch.steps))
+            component.first_keys = frozenset(keys) if keys is not None else None
             return component
         except (Unsupported, CannotCompile):
             pass

@@ -141,6 +141,7 @@ class Indexer:
         self._dispatch: dict[str, Dispatch] = {}
         self._sources: dict[str, dict[str, SearchParam]] = {}  # what each plan was compiled from
         self._adhoc: dict[tuple[str, SearchParam], CompiledParam | None] = {}
+        self.generation = 0  # counts the changes of the registered parameters (what parsed criteria depend on)
         for param in params:
             self._register(param)
         for resource_type in self._resource_types:
@@ -176,6 +177,7 @@ class Indexer:
         self._register(param)
         for resource_type in self.types_of(param):
             self._build(resource_type)
+        self.generation += 1
 
     def types_of(self, param: SearchParam) -> list[str]:
         """The concrete resource types ``param`` applies to (every type for a ``Resource`` base, every

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from fhir_server.errors import InvalidRequest, Issue
 from fhir_server.indexing.extract import normalise_string
@@ -392,15 +392,19 @@ def _control(
 
 
 def parse_query_string(query_string: str) -> list[tuple[str, str]]:
-    if "%" in query_string or "+" in query_string:
-        return parse_qsl(query_string, keep_blank_values=True)
-    # nothing to decode: what parse_qsl gives, without its per-part unquoting
+    """``parse_qsl(query_string, keep_blank_values=True)``, decoding only the names and values that need it."""
     pairs = []
     for part in query_string.split("&"):
         if part:
             name, _, value = part.partition("=")
-            pairs.append((name, value))
+            pairs.append((_decoded(name), _decoded(value)))
     return pairs
+
+
+def _decoded(text: str) -> str:
+    if "%" in text or "+" in text:
+        return unquote(text.replace("+", " "))
+    return text
 
 
 def parse_criteria(

@@ -101,14 +101,21 @@ def _is_real_day(text: str) -> bool:
     return day <= (29 if leap else 28)
 
 
+_REMEMBERED = 4096  # valid values remembered per primitive type (the set starts again when full)
+_REMEMBERED_LENGTH = 128
+
+
 def _string_check(name: str, regex: str | None, max_length: int | None) -> Check:
     match = re.compile(SAFE_REGEX.get(name, regex or r".+"), re.ASCII | re.DOTALL).fullmatch
     is_date = name in DATE_TYPES
     limit = max_length or 0
+    valid: set[str] = set()  # short values that passed (codes, systems, units recur in every resource)
 
     def check(value: Any) -> Problem | None:
         if type(value) is not str:
             return STRUCTURE, f"expected a JSON string for {name}, got {_show(value)}"
+        if value in valid:
+            return None
         if not value:
             return STRUCTURE, f"empty string is not a valid {name}"
         if match(value) is None:
@@ -117,6 +124,10 @@ def _string_check(name: str, regex: str | None, max_length: int | None) -> Check
             return VALUE, f"{_show(value)} is not a real calendar date"
         if limit and len(value) > limit:
             return VALUE, f"{name} is longer than {limit} characters"
+        if len(value) <= _REMEMBERED_LENGTH:
+            if len(valid) >= _REMEMBERED:
+                valid.clear()
+            valid.add(value)
         return None
 
     return check

@@ -104,7 +104,14 @@ class BundleService:
     async def process(
         self, body: bytes, *, base_url: str, prefer: str = "minimal", dispatch: Dispatch | None = None
     ) -> dict[str, Any]:
-        bundle = parse_resource(body)
+        return await self.process_bundle(parse_resource(body), base_url=base_url, prefer=prefer, dispatch=dispatch)
+
+    async def process_bundle(
+        self, bundle: dict[str, Any], *, base_url: str, prefer: str = "minimal", dispatch: Dispatch | None = None
+    ) -> dict[str, Any]:
+        """:meth:`process` of a Bundle already parsed (as :func:`fhir_server.jsonio.loads` reads JSON: decimals
+        ``FhirDecimal``, arrays lists).  The Bundle is the service's from now on: a transaction rewrites the
+        references in its resources."""
         if bundle.get("resourceType") != "Bundle":
             raise InvalidRequest(
                 f"POST to the base URL takes a batch or transaction Bundle, not {bundle.get('resourceType')!r}",
@@ -320,7 +327,7 @@ class BundleService:
             ):  # a FHIRPath Patch's valueReference may name another entry (e.g. Patient.link on a merge)
                 await self._rewrite_references(entry, refs, conditional_refs, undo, deleted, lookups)
             try:
-                entry.op = await self._plan_op(entry, lookups)
+                entry.op = await self._plan_op(entry, lookups, transaction=True)
             except FhirError as exc:
                 raise prefixed(exc, entry.where) from None
             planned.append(entry)
@@ -369,16 +376,19 @@ class BundleService:
         found = await lookups.find(rtype, query, 2 + len(gone))
         return [id for id in found if id not in gone][:2]
 
-    async def _plan_op(self, entry: _Entry, lookups: Lookups) -> WriteOp:
+    async def _plan_op(self, entry: _Entry, lookups: Lookups, transaction: bool = False) -> WriteOp:
         rtype, services = entry.resource_type, self.resources
         if_match = entry.request.get("ifMatch")
         assert entry.method == "DELETE" or entry.target is not None
         if entry.method == "POST":
             assert entry.resource is not None and entry.target is not None
             if_none_exist = entry.request.get("ifNoneExist")
+            # a transaction's create that found its match writes nothing: its resource is validated, not indexed
+            # (should the match be gone at write time, the store refuses the plan and it is made again)
             op = services.plan_create(rtype, entry.resource, if_none_exist, id=entry.target.split("/", 1)[1],
                                       criteria=lookups.criteria(rtype, str(if_none_exist).lstrip("?"))
-                                      if if_none_exist else None)
+                                      if if_none_exist else None,
+                                      indexed=not (transaction and if_none_exist and entry.existing is not None))
             if op.if_none_exist is not None:
                 op.expect_resolved, op.expect_id = True, entry.existing
             return op
@@ -387,8 +397,7 @@ class BundleService:
             id = entry.target.split("/", 1)[1]
             if entry.conditional:
                 op = services.plan_conditional_update(rtype, entry.query, entry.resource, if_match,
-                                                      criteria=lookups.criteria(rtype, entry.query))
-                op.create_id = id
+                                                      criteria=lookups.criteria(rtype, entry.query), create_id=id)
                 op.expect_resolved, op.expect_id = True, id
                 return op
             return services.plan_update(rtype, id, entry.resource, if_match)

@@ -8,8 +8,8 @@ atomically (see :mod:`fhir_server.storage.preconditions`).
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,7 @@ from fhir_server.storage.base import Repository, StoredVersion, WriteOp, WriteOu
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
 
 JSON_PATCH = "application/json-patch+json"
+_CRITERIA_CACHED = 4096  # parsed conditional criteria kept (a patient's or an order's criteria recur)
 
 
 def parse_etag(value: str, header: str = "If-Match") -> int:
@@ -51,7 +52,12 @@ def parse_etag(value: str, header: str = "If-Match") -> int:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID (version 4) as text: ``str(uuid.uuid4())`` without building a UUID object."""
+    digest = bytearray(os.urandom(16))
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 AfterWrite = Callable[[WriteOutcome, dict[str, Any] | None], Awaitable[None]]
@@ -82,6 +88,8 @@ class ResourceService:
         # resource-type specific checks run before a write, hooks after it has committed
         self.before_write: dict[str, Callable[[dict[str, Any]], None]] = {}
         self.after_write: list[AfterWrite] = []
+        # (type, query) → (indexer generation, parsed); shared by the per-request copies of this service
+        self._criteria: dict[tuple[str, str], tuple[int, SearchQuery]] = {}
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -90,7 +98,18 @@ class ResourceService:
             raise NotFound(f"{resource_type!r} is not a FHIR R4 resource type", expression=resource_type)
 
     def criteria(self, resource_type: str, query_string: str) -> SearchQuery:
-        return parse_criteria(resource_type, query_string, self.registry, self.base_urls, canonicalise)
+        """Conditional criteria, parsed once per distinct (type, query) while the search parameters stay the same
+        (a SearchQuery is immutable; what does not parse is not kept and raises every time)."""
+        key, generation = (resource_type, query_string), self.indexer.generation
+        cache = self._criteria
+        hit = cache.pop(key, None)
+        if hit is None or hit[0] != generation:
+            hit = (generation, parse_criteria(resource_type, query_string, self.registry, self.base_urls,
+                                              canonicalise))
+            if len(cache) >= _CRITERIA_CACHED:
+                del cache[next(iter(cache))]
+        cache[key] = hit  # most recently used last
+        return hit[1]
 
     async def find_one(self, resource_type: str, query_string: str) -> tuple[str, dict[str, Any]] | None:
         """A current resource matching ``query_string`` (its id and body), or None."""
@@ -101,8 +120,9 @@ class ResourceService:
         body: dict[str, Any] = jsonio.loads(stored.body)
         return ids[0], body
 
-    def _prepare(self, resource_type: str, resource: dict[str, Any]) -> WriteOp:
-        """Validate a resource for writing and build its op (method and id are filled in by the caller)."""
+    def _prepare(self, resource_type: str, resource: dict[str, Any], indexed: bool = True) -> WriteOp:
+        """Validate a resource for writing and build its op (method and id are filled in by the caller);
+        ``indexed`` False: an op that will not write its resource (empty index entries)."""
         if resource.get("resourceType") != resource_type:
             raise InvalidRequest(
                 f"resourceType {resource.get('resourceType')!r} does not match the URL type {resource_type!r}",
@@ -114,7 +134,8 @@ class ResourceService:
         check = self.before_write.get(resource_type)
         if check is not None:
             check(resource)
-        return WriteOp("update", resource_type, resource=resource, index=self.index(resource))
+        return WriteOp("update", resource_type, resource=resource,
+                       index=self.index(resource) if indexed else IndexEntries())
 
     def index(self, resource: dict[str, Any]) -> IndexEntries:
         entries = self.indexer.extract(resource)
@@ -142,13 +163,14 @@ class ResourceService:
 
     def plan_create(
         self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None,
-        id: str | None = None, criteria: SearchQuery | None = None,
+        id: str | None = None, criteria: SearchQuery | None = None, indexed: bool = True,
     ) -> WriteOp:
         """``POST /Type``: the server assigns the id (a client id in the body is ignored, per the spec).
-        ``criteria``: ``if_none_exist`` already parsed (a transaction plan parses each criteria string once)."""
+        ``criteria``: ``if_none_exist`` already parsed (a transaction plan parses each criteria string once).
+        ``indexed`` False only for an op that is sure to write nothing (its ``if_none_exist`` match expected)."""
         self.check_type(resource_type)
         id = id or new_id()
-        op = self._prepare(resource_type, _with_id(resource, id))
+        op = self._prepare(resource_type, _with_id(resource, id), indexed)
         op.method, op.id = "create", id
         if if_none_exist is not None:
             op.if_none_exist = criteria or self.criteria(resource_type, if_none_exist.lstrip("?"))
@@ -174,15 +196,16 @@ class ResourceService:
 
     def plan_conditional_update(
         self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None,
-        criteria: SearchQuery | None = None,
+        criteria: SearchQuery | None = None, create_id: str | None = None,
     ) -> WriteOp:
-        """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412."""
+        """``PUT /Type?criteria``: 0 matches create, 1 match update, several 412.  ``create_id``: the id to create
+        with (a new one when None)."""
         self.check_type(resource_type)
         if "id" in resource:
             check_id(str(resource["id"]), expression=f"{resource_type}.id")
         op = self._prepare(resource_type, resource)
         op.match = criteria or self.criteria(resource_type, query_string)
-        op.create_id = new_id()
+        op.create_id = create_id or new_id()
         op.if_match = parse_etag(if_match) if if_match else None
         return op
 

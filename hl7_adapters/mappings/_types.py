@@ -14,6 +14,7 @@ every mapped resource is written whole (conditional update).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime
 from typing import Any
@@ -80,6 +81,9 @@ _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+# ASCII characters that ``quote(text, safe="")`` percent-encodes (all but letters, digits and ``_.-~``)
+_PERCENT_ENCODED = {c: f"%{c:02X}" for c in range(128)
+                    if not (chr(c).isalnum() or chr(c) in "_.-~")}
 
 
 def present(text: str) -> str:
@@ -256,6 +260,8 @@ def token(identifier: JSON) -> str:
 
     raw = f"{esc(identifier['system'])}|{esc(identifier['value'])}" if identifier.get("system") else \
         esc(identifier["value"])
+    if raw.isascii():  # quote(raw, safe="") of ASCII text, in one pass
+        return raw.translate(_PERCENT_ENCODED)
     return quote(raw, safe="")
 
 
@@ -465,9 +471,16 @@ def ts(seg: Segment, n: int, offset: str | None, *, component: int = 1, repetiti
     """A TS/DTM field → FHIR ``date``, ``dateTime`` or ``instant``; a MappingError naming the field if invalid."""
     text = seg.value(n, component, repetition)
     try:
-        stamp = parse_ts(text)
+        return _fhir_time(text, offset, kind)
     except ValueError as exc:
         raise MappingError(seg.name, seg.index, n, str(exc), component if component > 1 else None) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _fhir_time(text: str, offset: str | None, kind: str) -> str | None:
+    """:func:`ts` of one value (a pure function of its arguments: the times of a message repeat, and a
+    sender's times repeat across messages)."""
+    stamp = parse_ts(text)
     if stamp is None:
         return None
     if kind == "date":

@@ -56,9 +56,12 @@ class Repetition:
     def __init__(self, raw: str, d: Delimiters) -> None:
         self._raw = raw
         self._d = d
-        self.components: list[list[str]] = [
-            [decode(sub, d) for sub in comp.split(d.subcomponent)] for comp in raw.split(d.component)
-        ]
+        if d.subcomponent in raw or (d.escape and d.escape in raw):
+            self.components: list[list[str]] = [
+                [decode(sub, d) for sub in comp.split(d.subcomponent)] for comp in raw.split(d.component)
+            ]
+        else:  # nothing to split below the components nor to decode (most values)
+            self.components = [[comp] for comp in raw.split(d.component)]
 
     def component(self, i: int, sub: int = 1) -> str:
         """Component ``i`` (1-based), subcomponent ``sub`` (1-based); ``""`` if absent."""
@@ -100,7 +103,9 @@ class Field:
         return self._reps
 
     def value(self, component: int = 1, repetition: int = 0, subcomponent: int = 1) -> str:
-        reps = self.repetitions
+        reps = self._reps
+        if reps is None:
+            reps = self.repetitions
         if repetition < 0 or repetition >= len(reps):
             return ""
         return reps[repetition].component(component, subcomponent)
@@ -153,7 +158,10 @@ class Segment:
 
     def value(self, n: int, component: int = 1, repetition: int = 0, subcomponent: int = 1) -> str:
         """Leaf value of field ``n``; ``""`` if absent."""
-        return self.field(n).value(component, repetition, subcomponent)
+        found = self._fields.get(n)
+        if found is None:
+            found = self.field(n)
+        return found.value(component, repetition, subcomponent)
 
     def __len__(self) -> int:
         """Number of the last field present (``PID|1|2`` has length 2)."""

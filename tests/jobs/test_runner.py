@@ -145,3 +145,25 @@ async def test_the_post_write_hook_calls_reactions_for_the_type_after_commit(
         REACTIONS._by_type["Basic"].remove(reaction)
         REACTIONS._by_type["Basic"].remove(broken)
     await asyncio.sleep(0)
+
+
+async def test_a_reaction_is_not_run_for_writes_its_when_test_declines(app: Any, client: httpx.AsyncClient) -> None:
+    ran: list[str] = []
+    asked: list[str] = []
+
+    def only_named(ctx: JobContext, outcome: WriteOutcome) -> bool:
+        asked.append(outcome.resource_type)
+        return outcome.resource_type == "Basic"
+
+    @on_write("*", when=only_named)
+    async def reaction(ctx: JobContext, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
+        ran.append(outcome.resource_type)
+
+    try:
+        assert (await client.post("/Patient", json={"resourceType": "Patient"})).status_code == 201
+        assert (await client.post("/Basic", json={"resourceType": "Basic", "code": {"text": "x"}})).status_code == 201
+        assert asked == ["Patient", "Basic"]
+        assert ran == ["Basic"]
+    finally:
+        REACTIONS._by_type["*"].remove(reaction)
+    await asyncio.sleep(0)

@@ -130,17 +130,36 @@ def _simple(entries: IndexEntries) -> Iterable[Entry]:
     yield from entries.uris
 
 
+_CHUNK = 64  # most rows per multi-row INSERT (64 rows of 13 columns stays under SQLite's oldest 999-variable limit)
+
+
+def _chunk_size(left: int) -> int:
+    """The largest power of two up to ``left`` and ``_CHUNK``: few statement shapes, each prepared once."""
+    return min(_CHUNK, 1 << (left.bit_length() - 1))
+
+
 FulltextOp = tuple[int, str, str] | tuple[int]  # (rid, text, content) to insert, or (rid,) to delete
 
 
 def apply_fulltext(conn: sqlite3.Connection, ops: list[FulltextOp]) -> None:
     """Apply deferred full-text changes.  FTS5 flushes its pending terms at every SAVEPOINT release, which made
-    it half the cost of a write; the writer therefore applies them once per commit, after the savepoints."""
-    for op in ops:
-        if len(op) == 1:
-            conn.execute("DELETE FROM fulltext WHERE rowid = ?", op)
+    it half the cost of a write; the writer therefore applies them once per commit, after the savepoints.  Runs
+    of inserts (or of deletes) become one statement per chunk, in their order."""
+    start = 0
+    while start < len(ops):
+        kind = len(ops[start])
+        end = start + 1
+        while end < len(ops) and end - start < _CHUNK and len(ops[end]) == kind:
+            end += 1
+        end = start + _chunk_size(end - start)
+        run = ops[start:end]
+        if kind == 1:
+            conn.execute(f"DELETE FROM fulltext WHERE rowid IN ({', '.join('?' * len(run))})",
+                         [op[0] for op in run])
         else:
-            conn.execute("INSERT INTO fulltext (rowid, text, content) VALUES (?, ?, ?)", op)
+            conn.execute(f"INSERT INTO fulltext (rowid, text, content) VALUES {', '.join(['(?, ?, ?)'] * len(run))}",
+                         [value for op in run for value in op])
+        start = end
 
 
 Rows = dict[str, list[tuple[Any, ...]]]  # table → rows to insert
@@ -156,7 +175,7 @@ def write_rows(
     rows: Rows | None = None,
 ) -> None:
     """Index rows of one resource version.  With ``rows`` they are collected there (the caller inserts many
-    resources' rows with one ``executemany`` per table: :func:`flush_rows`); otherwise inserted at once."""
+    resources' rows together: :func:`flush_rows`); otherwise inserted at once."""
     out: Rows = {} if rows is None else rows
     for entry in _simple(entries):
         table, row = _row(entry, ids.ensure(conn, resource_type, entry.param), rid, 0)
@@ -176,10 +195,30 @@ def write_rows(
         fulltext.append((rid, entries.narrative, entries.content))
 
 
+_MULTI: dict[tuple[str, int], str] = {}
+
+
+def _insert_many(table: str, count: int) -> str:
+    """``INSERT OR IGNORE INTO table (…) VALUES (…), (…), …`` for ``count`` rows (cached per table and count)."""
+    sql = _MULTI.get((table, count))
+    if sql is None:
+        head, _, one = INSERT[table].partition(" VALUES ")
+        sql = _MULTI[(table, count)] = f"{head} VALUES {', '.join([one] * count)}"
+    return sql
+
+
 def flush_rows(conn: sqlite3.Connection, rows: Rows) -> None:
+    """Insert the collected rows: per table, one multi-row INSERT per chunk of a power-of-two size (at most
+    seven statement shapes per table, so they stay prepared), instead of one SQLite step per row.  Each step
+    releases and re-acquires the GIL, which costs up to the switch interval while the event loop is busy."""
     for table, table_rows in rows.items():
-        if table_rows:
-            conn.executemany(INSERT[table], table_rows)
+        start, left = 0, len(table_rows)
+        while left:
+            size = _chunk_size(left)
+            chunk = table_rows[start:start + size]
+            conn.execute(_insert_many(table, size), [value for row in chunk for value in row])
+            start += size
+            left -= size
     rows.clear()
 
 

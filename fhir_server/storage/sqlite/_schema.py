@@ -123,7 +123,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5 (
 
 def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, ``synchronous=FULL``."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000,
+                           cached_statements=256)  # search shapes and the writer's multi-row INSERTs stay prepared
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")

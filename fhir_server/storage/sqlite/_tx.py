@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from fhir_server import jsonio
 from fhir_server.errors import Conflict, FhirError, InvalidRequest
-from fhir_server.search.model import SearchQuery
+from fhir_server.search.model import AnyOf, Clause, Criterion, Not, SearchQuery
 from fhir_server.storage import preconditions
 from fhir_server.storage._meta import MonotonicClock, with_meta
 from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
@@ -44,13 +44,26 @@ def _current(conn: sqlite3.Connection, resource_type: str, id: str) -> _Current 
     return _Current(rid, StoredVersion(resource_type, id, version, last_updated, method, body))
 
 
+def _reads_own_type_only(criterion: Criterion) -> bool:
+    """Whether a criterion reads only index rows of the searched type (no chain, ``_has`` or ``_list``)."""
+    match criterion:
+        case Clause():
+            return criterion.type != "list"
+        case Not():
+            return _reads_own_type_only(criterion.inner)
+        case AnyOf():
+            return all(_reads_own_type_only(c) for c in criterion.criteria)
+    return False
+
+
 class TxWriter:
     """Writes versions and index entries; one per writer connection.
 
     Within one write transaction (after :meth:`begin`) it hands out rids and version seqs itself — it holds the
     write lock, so ``max + 1`` is what SQLite would pick — which lets a create be two INSERTs.  Index rows of the
-    ops of one :meth:`apply` are inserted together, one ``executemany`` per table, before any search runs inside
-    the transaction and at the end.
+    ops of one :meth:`apply` are collected and inserted together (multi-row INSERTs, :func:`flush_rows`) at the
+    end, and before a search inside the transaction that could read them: one on a type with rows waiting, or
+    one that reaches into other types.
     """
 
     def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
@@ -59,6 +72,7 @@ class TxWriter:
         self.clock = MonotonicClock()
         self.fulltext: list[FulltextOp] = []  # deferred to the end of the batch (see apply_fulltext)
         self.rows: Rows = {}
+        self._row_types: set[str] = set()  # resource types with rows in self.rows
         self._next_rid = 0
         self._next_seq = 0
 
@@ -68,8 +82,15 @@ class TxWriter:
         self._next_seq = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()[0]
 
     def _find(self, query: SearchQuery) -> list[str]:
-        flush_rows(self.conn, self.rows)
+        if query.resource_type not in self._row_types and query.resource_type is not None and \
+                all(_reads_own_type_only(c) for c in query.criteria):
+            return find_ids(self.conn, self.ids, query, 2)  # no waiting row can match it
+        self._flush()
         return find_ids(self.conn, self.ids, query, 2)
+
+    def _flush(self) -> None:
+        flush_rows(self.conn, self.rows)
+        self._row_types.clear()
 
     def apply(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
         out = []
@@ -79,9 +100,10 @@ class TxWriter:
                     out.append(self._apply_one(op))
                 except FhirError as exc:
                     raise preconditions.mark_failed(exc, index) from None
-            flush_rows(self.conn, self.rows)
+            self._flush()
         finally:
             self.rows.clear()
+            self._row_types.clear()
         return out
 
     def _apply_one(self, op: WriteOp) -> WriteOutcome:
@@ -98,9 +120,10 @@ class TxWriter:
         current = _current(self.conn, op.resource_type, op.id)
         if current is None or current.stored.deleted or current.stored.version != op.if_match:
             return WriteOutcome(200, op.resource_type, op.id, None, noop=True)
-        flush_rows(self.conn, self.rows)
+        self._flush()
         delete_rows(self.conn, current.rid, self.fulltext)
         write_rows(self.conn, self.ids, op.resource_type, current.rid, op.index, self.fulltext, self.rows)
+        self._row_types.add(op.resource_type)
         return WriteOutcome(200, op.resource_type, op.id, current.stored)
 
     def _create(self, op: WriteOp) -> WriteOutcome:
@@ -184,8 +207,9 @@ class TxWriter:
         )
         self._next_seq += 1
         if current is not None:
-            flush_rows(conn, self.rows)
+            self._flush()
             delete_rows(conn, rid, self.fulltext)
         if index is not None and resource is not None:
             write_rows(conn, self.ids, op.resource_type, rid, index, self.fulltext, self.rows)
+            self._row_types.add(op.resource_type)
         return StoredVersion(op.resource_type, id, version, last_updated, method, body)

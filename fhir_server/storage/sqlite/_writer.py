@@ -103,6 +103,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        self.waiting = 0  # writes submitted and not yet answered (a sign of concurrent requests)
 
     def start(self) -> None:
         self._thread.start()
@@ -120,8 +121,12 @@ class Writer:
             raise ServiceUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(ops, loop.create_future(), loop)
-        self._queue.put(job)
-        return await job.future
+        self.waiting += 1
+        try:
+            self._queue.put(job)
+            return await job.future
+        finally:
+            self.waiting -= 1
 
     def _run(self) -> None:
         try:

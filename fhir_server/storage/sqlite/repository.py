@@ -3,7 +3,13 @@
 * Writes: one writer thread with group commit (:mod:`._writer`); WAL and ``synchronous=FULL``.
 * Point reads (read, vread) run inline on the event loop: they are primary-key look-ups of a few microseconds,
   cheaper than a hop to a thread.
-* Longer queries (history, find, counts) run on a small thread pool with one connection per thread.
+* Conditional look-ups (``find``, ``find_many``) run inline too while no write is waiting for the writer,
+  under a budget of SQLite VM steps (``INLINE_STEPS``, well under a millisecond): almost all are index look-ups
+  of a few dozen microseconds, and a hop to the pool and back cost 1 to 2 ms of waiting on a busy machine — a
+  sequential sender (HL7 v2 over one MLLP connection) pays it for every message (docs/benchmarks.md).  One that
+  exceeds the budget is interrupted and run again on the pool.  While writes are waiting (concurrent requests)
+  they go to the pool, so the event loop stays free for the others and the writer gets the GIL sooner.
+* Longer queries (history, search, counts) run on a small thread pool with one connection per thread.
 """
 
 from __future__ import annotations
@@ -38,6 +44,24 @@ from fhir_server.storage.sqlite._search_sql import TypeCounts
 from fhir_server.storage.sqlite._writer import Checkpointer, Writer
 
 T = TypeVar("T")
+
+INLINE_STEPS = 50_000  # SQLite VM steps an inline look-up may take before it moves to the pool
+_CHECK_EVERY = 1_000  # steps between two checks of the budget
+
+
+class _Budget:
+    """SQLite progress handler that interrupts the running statement once ``steps`` are spent."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps // _CHECK_EVERY
+        self.exceeded = False
+
+    def __call__(self) -> int:
+        self.left -= 1
+        if self.left < 0:
+            self.exceeded = True
+            return 1
+        return 0
 
 _READ = """
 SELECT r.version, v.method, v.last_updated, v.body
@@ -128,13 +152,29 @@ class SQLiteRepository(Repository):
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 
+    async def _inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the event loop's connection if it finishes within the step budget, else on the pool."""
+        if self._writer.waiting:
+            return await self._query(fn)
+        conn = self._conn()
+        budget = _Budget(INLINE_STEPS)
+        conn.set_progress_handler(budget, _CHECK_EVERY)
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError:
+            if not budget.exceeded:
+                raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return await self._query(fn)
+
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
-        return await self._query(lambda conn: find_ids(conn, self.ids, query, limit))
+        return await self._inline(lambda conn: find_ids(conn, self.ids, query, limit))
 
     async def find_many(self, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
         if not queries:
             return []
-        return await self._query(lambda conn: [find_ids(conn, self.ids, q, limit) for q, limit in queries])
+        return await self._inline(lambda conn: [find_ids(conn, self.ids, q, limit) for q, limit in queries])
 
     async def search(self, request: SearchRequest) -> SearchPage:
         return await self._query(lambda conn: search_page(conn, self.ids, request, self.counts))

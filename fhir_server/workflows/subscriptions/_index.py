@@ -29,6 +29,9 @@ class SubscriptionIndex:
         resource_type = self._type_of.get(sub_id)
         return None if resource_type is None else self._by_type[resource_type].get(sub_id)
 
+    def has_type(self, resource_type: str) -> bool:
+        return bool(self._by_type.get(resource_type))
+
     def for_type(self, resource_type: str) -> list[Definition]:
         return list(self._by_type.get(resource_type, {}).values())
 

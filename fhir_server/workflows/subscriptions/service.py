@@ -180,6 +180,10 @@ class SubscriptionService:
 
     # -- the post-write reaction -------------------------------------------------------------------------------
 
+    def reacts_to(self, resource_type: str) -> bool:
+        """False when :meth:`on_write` would do nothing for a write of this type (no Subscription is about it)."""
+        return resource_type == "Subscription" or self.index.has_type(resource_type)
+
     async def on_write(self, queue: JobQueue, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
         if outcome.resource_type == "Subscription" and outcome.id is not None:
             await self._subscription_written(queue, outcome.id, outcome, resource)

@@ -21,7 +21,12 @@ def _service(ctx: JobContext) -> SubscriptionService | None:
     return service
 
 
-@on_write(ANY_TYPE)
+def _may_notify(ctx: JobContext, outcome: WriteOutcome) -> bool:
+    service = _service(ctx)
+    return service is not None and service.reacts_to(outcome.resource_type)
+
+
+@on_write(ANY_TYPE, when=_may_notify)
 async def subscription_events(ctx: JobContext, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
     service = _service(ctx)
     if service is not None:
