@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server import jsonio
-from fhir_server.auth.audit import RequestInfo
+from fhir_server.api.context import ACCESS_KEY
 from fhir_server.auth.guard import AccessRecord
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.security import Security
@@ -28,26 +28,26 @@ from fhir_server.auth.tokens import AccessContext, InvalidToken
 if TYPE_CHECKING:
     from fhir_server.api.context import FhirContext, Services
 
-ACCESS_KEY = "infirmary.access"
 _PUBLIC = ("/fhir/metadata", "/fhir/.well-known/")
 
 
 class RequestAccess:
     """One authenticated request: the caller, their policy, and what the request touched."""
 
-    __slots__ = ("_services", "context", "policy", "record", "security")
+    __slots__ = ("_services", "context", "fhir", "policy", "record", "security")
 
-    def __init__(self, context: AccessContext, policy: AccessPolicy, security: Security) -> None:
+    def __init__(self, context: AccessContext, policy: AccessPolicy, security: Security, fhir: FhirContext) -> None:
         self.context = context
         self.policy = policy
         self.security = security
+        self.fhir = fhir
         self.record = AccessRecord()
         self._services: Services | None = None
 
-    def services(self, fhir: FhirContext) -> Services:
+    def services(self) -> Services:
         if self._services is None:
             repo = self.security.scoped(self.policy, self.record)
-            self._services = fhir.services_for(repo, self)
+            self._services = self.fhir.services_for(repo)  # (no link back: no reference cycle to collect)
         return self._services
 
     @property
@@ -75,6 +75,7 @@ class AccessMiddleware:
         self.app = app
         self._bases: dict[tuple[Any, ...], str] = {}
         self._security: Security | None = None
+        self._fhir: FhirContext | None = None
 
     def _base_url(self, scope: Scope, host: bytes | None) -> str:
         """The FHIR base URL as the routes see it (``FhirContext.base_url``), remembered per scheme and host."""
@@ -98,6 +99,9 @@ class AccessMiddleware:
         if security is None or not security.enabled:
             await self.app(scope, receive, send)
             return
+        fhir = self._fhir
+        if fhir is None:
+            fhir = self._fhir = scope["app"].state.fhir
         authorization = host = None
         for key, value in scope["headers"]:
             if key == b"authorization":
@@ -116,10 +120,10 @@ class AccessMiddleware:
             response = Response(jsonio.dumps(exc.outcome()), status_code=exc.status, headers=exc.headers,
                                 media_type="application/fhir+json; charset=utf-8")
             await response(scope, receive, send)
-            await security.audit(None, AccessRecord(), RequestInfo(method, relative, query, exc.status, address))
+            await security.audit_request(None, AccessRecord(), method, relative, query, exc.status, address)
             return
         policy = security.policy(context)
-        access = RequestAccess(context, policy, security)
+        access = RequestAccess(context, policy, security, fhir)
         scope[ACCESS_KEY] = access
         status = 500
 
@@ -132,5 +136,5 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            await security.audit(context, access.record, RequestInfo(method, relative, query, status, address),
-                                 policy.break_glass)
+            await security.audit_request(context, access.record, method, relative, query, status, address,
+                                         policy.break_glass)

@@ -6,7 +6,6 @@ token's scopes, roles and patient context apply to everything they read and writ
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,42 +28,51 @@ from fhir_server.storage.base import Repository
 if TYPE_CHECKING:
     from fhir_server.api.access import RequestAccess
 
+ACCESS_KEY = "infirmary.access"  # the ASGI scope key of a request's RequestAccess (fhir_server.api.access)
+
 _S = TypeVar("_S")
 
 
 class Services:
     """The services one request uses, on the scoped repository when authorization is on.  Each is made when
-    first used (shallow copies of the application's: registries, validators and hooks are shared)."""
+    first used (shallow copies of the application's: registries, validators and hooks are shared).  Plain
+    attributes, not ``functools.cached_property`` (which takes a lock on every first use: once per request)."""
 
-    def __init__(self, fhir: FhirContext, repo: Repository, access: RequestAccess | None = None) -> None:
+    __slots__ = ("_bundles", "_everything", "_resources", "_search", "fhir", "repo")
+
+    def __init__(self, fhir: FhirContext, repo: Repository) -> None:
         self.fhir = fhir
         self.repo = repo
-        self.access = access
+        scoped = repo is not fhir.repo
+        self._resources: ResourceService | None = None if scoped else fhir.resources
+        self._search: SearchService | None = None if scoped else fhir.search
+        self._everything: EverythingService | None = None if scoped else fhir.everything
+        self._bundles: BundleService | None = None if scoped else fhir.bundles
 
-    @functools.cached_property
+    @property
     def resources(self) -> ResourceService:
-        if self.repo is self.fhir.repo:
-            return self.fhir.resources
-        return _with(self.fhir.resources, repo=self.repo)
+        if self._resources is None:
+            self._resources = _with(self.fhir.resources, repo=self.repo)
+        return self._resources
 
-    @functools.cached_property
+    @property
     def search(self) -> SearchService:
-        if self.repo is self.fhir.repo:
-            return self.fhir.search
-        return _with(self.fhir.search, repo=self.repo)
+        if self._search is None:
+            self._search = _with(self.fhir.search, repo=self.repo)
+        return self._search
 
-    @functools.cached_property
+    @property
     def everything(self) -> EverythingService:
-        if self.repo is self.fhir.repo:
-            return self.fhir.everything
-        self.fhir.everything.shape()  # computed once on the application's service, then shared by the copies
-        return _with(self.fhir.everything, repo=self.repo, resources=self.resources)
+        if self._everything is None:
+            self.fhir.everything.shape()  # computed once on the application's service, then shared by the copies
+            self._everything = _with(self.fhir.everything, repo=self.repo, resources=self.resources)
+        return self._everything
 
-    @functools.cached_property
+    @property
     def bundles(self) -> BundleService:
-        if self.repo is self.fhir.repo:
-            return self.fhir.bundles
-        return _with(self.fhir.bundles, resources=self.resources)
+        if self._bundles is None:
+            self._bundles = _with(self.fhir.bundles, resources=self.resources)
+        return self._bundles
 
 
 def _with(service: _S, **changes: Any) -> _S:
@@ -96,8 +104,8 @@ class FhirContext:
     def unscoped(self) -> Services:
         return Services(self, self.repo)
 
-    def services_for(self, repo: Repository, access: RequestAccess | None = None) -> Services:
-        return Services(self, repo, access)
+    def services_for(self, repo: Repository) -> Services:
+        return Services(self, repo)
 
     def base_url(self, request: Request) -> str:
         if self.settings.server.base_url:
@@ -112,12 +120,10 @@ def ctx(request: Request) -> FhirContext:
 
 def services(request: Request) -> Services:
     """The services for this request: scoped to its access token when authorization is on."""
-    from fhir_server.api.access import request_access
-
-    context = ctx(request)
-    access = request_access(request)
+    access: RequestAccess | None = request.scope.get(ACCESS_KEY)
     if access is not None:
-        return access.services(context)
+        return access.services()
+    context = ctx(request)
     if context.security is not None and context.security.enabled:
         raise InternalError("this FHIR request was not authenticated")  # fail closed: a route outside /fhir?
     return context.unscoped()

@@ -10,6 +10,7 @@ share a commit.  At the end of stdin it writes what it has and exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -44,12 +45,14 @@ async def run() -> None:
     repo = build_repository(settings)
     base_urls = (settings.server.base_url,) if settings.server.base_url else ()
     indexer = Indexer.from_definitions(load_definitions(), base_urls)
-    writer = AuditWriter(repo, SharedPartIndexer(indexer, "AuditEvent", VARYING).extract,
-                         batch_max=settings.auth.audit_batch_max)
+    shared = SharedPartIndexer(indexer, "AuditEvent", VARYING)
+    writer = AuditWriter(repo, shared.extract, split=shared.split, batch_max=settings.auth.audit_batch_max)
     out = sys.stdout.buffer
     await repo.open()
     try:
         await load_search_parameters(repo, indexer)  # the store's own SearchParameters index AuditEvents too
+        gc.collect()
+        gc.freeze()  # the definitions and plans live as long as the process: full collections need not walk them
         tail = b""
         while True:
             chunk, ended = await _gather(reader)

@@ -24,7 +24,7 @@ success, ``4`` refused or client error, ``8`` server error.  Under break-glass, 
 ``v3-ActReason#BTG``.  No tokens and no request bodies are ever recorded.
 
 **How they are written**: :class:`AuditWriter` queues events and a background task writes them through the
-repository in batches (one atomic ``Repository.write`` of up to ``batch_max`` creates), so a read costs no extra
+repository in batches (one atomic ``Repository.create_many`` of up to ``batch_max`` events), so a read costs no extra
 synchronous write.  A full queue makes requests wait (never drops); a failing store is retried; events still
 queued at shutdown go to a spool file (``<data_dir>/audit-spool.ndjson``, mode 0600) that the next start writes.
 """
@@ -48,9 +48,9 @@ from fhir_server import jsonio
 from fhir_server.auth.guard import AccessRecord, Touch
 from fhir_server.auth.policy import relative
 from fhir_server.auth.tokens import AccessContext
-from fhir_server.errors import Conflict, FhirError
+from fhir_server.errors import FhirError
 from fhir_server.storage._meta import format_instant
-from fhir_server.storage.base import Repository, WriteOp
+from fhir_server.storage.base import NewResource, Repository
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -325,9 +325,10 @@ class AuditWriter:
     """A queue of AuditEvents written through the repository in batches by one background task."""
 
     def __init__(self, repo: Repository, index: Any, *, batch_max: int = 500, queue_max: int = 20_000,
-                 spool: Path | None = None) -> None:
+                 spool: Path | None = None, split: Any = None) -> None:
         self.repo = repo
         self.index = index  # resource → IndexEntries
+        self.split = split  # or resource → (SharedIndex, IndexEntries) (SharedPartIndexer.split), cheaper to store
         self.batch_max = batch_max
         # <dir>/<name>-<pid>.ndjson: each process spools to a file of its own (several workers share a data dir)
         self.spool_dir = spool.parent if spool is not None else None
@@ -441,24 +442,28 @@ class AuditWriter:
                 delay = min(delay * 2, 30.0)
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
-        ops = []
+        items = []
         for event in batch:
-            event.setdefault("id", str(uuid.uuid4()))
-            ops.append(WriteOp("create", "AuditEvent", id=event["id"], resource=event, index=self.index(event)))
+            if "id" not in event:
+                event["id"] = str(uuid.uuid4())
+            if self.split is not None:
+                shared, own = self.split(event)
+                items.append(NewResource(event["id"], event, own, shared))
+            else:
+                items.append(NewResource(event["id"], event, self.index(event)))
         try:
-            await self.repo.write(ops)
+            created = await self.repo.create_many("AuditEvent", items)
         except FhirError as exc:
             if exc.op_index is None:
                 raise
+            log.error("audit: an AuditEvent was refused by the store (%s, %s); it is dropped",
+                      type(exc).__name__, exc.code)
             bad = batch[exc.op_index]
-            if isinstance(exc, Conflict):  # sent again after the writer restarted: it is in the store already
-                log.info("audit: AuditEvent %s was written before; not written twice", bad["id"])
-                self.written += 1
-            else:
-                log.error("audit: an AuditEvent was refused by the store (%s, %s); it is dropped",
-                          type(exc).__name__, exc.code)
             rest = [e for e in batch if e is not bad]
             if rest:
                 await self._write(rest)
             return
-        self.written += len(ops)
+        for event, new in zip(batch, created, strict=True):
+            if not new:  # sent again after the writer restarted: it is in the store already
+                log.info("audit: AuditEvent %s was written before; not written twice", event["id"])
+        self.written += len(batch)

@@ -37,7 +37,7 @@ from fhir_server.storage.base import WriteOutcome
 
 log = logging.getLogger("fhir_server.audit")
 
-_HIGH_WATER = 256 * 1024  # bytes buffered for the child's stdin before a request waits for the pipe
+_HIGH_WATER = 256 * 1024  # bytes buffered for the child's stdin before new lines wait in the API process (never a request)
 
 
 class AuditProcess:
@@ -53,6 +53,7 @@ class AuditProcess:
         self._pending: collections.deque[bytes] = collections.deque()  # sent, not yet acknowledged
         self._buffer: list[bytes] = []  # not yet handed to the pipe (written once per loop iteration)
         self._flush_scheduled = False
+        self._drainer: asyncio.Future[None] | None = None  # the one task waiting for a full pipe to drain
         self._changed = asyncio.Condition()
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -102,6 +103,9 @@ class AuditProcess:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        if self._drainer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
         left = list(self._pending)  # every line buffered is pending too
         self._pending.clear()
         self._buffer.clear()
@@ -120,17 +124,17 @@ class AuditProcess:
             await asyncio.shield(self._proc_starting)
         self._pending.append(line)
         self._buffer.append(line)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and self._drainer is None:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_buffer)
-        proc = self._proc
-        if proc is not None and proc.stdin is not None and \
-                proc.stdin.transport.get_write_buffer_size() > _HIGH_WATER:
-            with contextlib.suppress(ConnectionError):
-                await proc.stdin.drain()
 
     def _write_buffer(self) -> None:
-        """Hand what the requests of this loop iteration queued to the pipe, in one write."""
+        """Hand what the requests of this loop iteration queued to the pipe, in one write.
+
+        When the child reads slower than requests come, the pipe's buffer fills: then one task waits for it to
+        drain and writes what queued meanwhile.  A request never waits for the pipe (it has had its response; a
+        request kept waiting would keep its whole state alive, and thousands of them make every garbage
+        collection long): lines wait in ``_buffer``, and requests wait only at ``audit_queue_max``."""
         self._flush_scheduled = False
         proc = self._proc
         if not self._buffer or proc is None or proc.stdin is None or proc.returncode is not None:
@@ -139,6 +143,19 @@ class AuditProcess:
         self._buffer.clear()
         with contextlib.suppress(ConnectionError, RuntimeError):
             proc.stdin.write(data)
+            if self._drainer is None and proc.stdin.transport.get_write_buffer_size() > _HIGH_WATER:
+                self._drainer = asyncio.ensure_future(self._drain(proc))
+
+    async def _drain(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            if proc.stdin is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await proc.stdin.drain()
+        finally:
+            if self._drainer is asyncio.current_task():
+                self._drainer = None
+                if not self._flush_scheduled:
+                    self._write_buffer()
 
     async def _spawn(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -176,5 +193,6 @@ class AuditProcess:
                   "unacknowledged lines again", returncode, len(self._pending))
         await asyncio.sleep(min(5.0, 0.2 * self.restarts))
         self._buffer = list(self._pending)
+        self._drainer = None  # (one waiting on the dead child's pipe ends on its own)
         await self._spawn()
         self._write_buffer()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from fhir_server import jsonio
 from fhir_server.auth.policy import AccessPolicy, Reach
@@ -25,9 +25,9 @@ AUDIT_TYPE = "AuditEvent"
 _PERMISSION_WORDS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
-@dataclass(frozen=True)
-class Touch:
-    """A resource a request read or wrote (or was refused), with the patients it belongs to."""
+class Touch(NamedTuple):
+    """A resource a request read or wrote (or was refused), with the patients it belongs to.  A named tuple: one
+    is made for every resource a request touches, five times cheaper than a frozen dataclass."""
 
     resource_type: str
     id: str

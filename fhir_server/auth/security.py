@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fhir_server.auth._decide import audited_fast
 from fhir_server.auth.audit import JOB_PATH, AuditSink, RequestInfo, audited
 from fhir_server.auth.guard import AccessRecord, Guard
 from fhir_server.auth.policy import AccessPolicy
@@ -84,6 +85,18 @@ class Security:
                     break_glass: bool = False) -> None:
         if not audited(record, info, self.linked):
             return  # nothing about patients (reads of shared resources): decided before anything is built or sent
+        await self.audit_writer.submit_request(context, record, info, break_glass, self.linked)
+
+    async def audit_request(self, context: AccessContext | None, record: AccessRecord, method: str, path: str,
+                            query: str, status: int, address: str | None, break_glass: bool = False) -> None:
+        """``audit`` for a request under /fhir; the common requests are decided from the path alone, before
+        anything is built (``path``: below /fhir, without the leading slash)."""
+        decided = audited_fast(record, path, status, self.linked)
+        if decided is False:
+            return
+        info = RequestInfo(method, path, query, status, address)
+        if decided is None and not audited(record, info, self.linked):
+            return
         await self.audit_writer.submit_request(context, record, info, break_glass, self.linked)
 
     # -- bulk export jobs -------------------------------------------------------------------------------------

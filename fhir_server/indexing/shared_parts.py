@@ -16,8 +16,7 @@ from fhir_server import jsonio
 from fhir_server.indexing._plan import CompiledParam, Memo
 from fhir_server.indexing.entries import IndexEntries
 from fhir_server.indexing.extract import Indexer
-
-_Parts = tuple[tuple[Any, ...], ...]
+from fhir_server.storage.base import NewResource, SharedIndex
 
 
 class SharedPartIndexer:
@@ -28,8 +27,8 @@ class SharedPartIndexer:
         self.cache_size = cache_size
         self._plan: object = None
         self._fixed: tuple[CompiledParam, ...] = ()
-        self._rest: tuple[CompiledParam, ...] = ()
-        self._cache: OrderedDict[bytes, _Parts] = OrderedDict()
+        self._rest: tuple[tuple[CompiledParam, frozenset[str] | None], ...] = ()  # with their first keys
+        self._cache: OrderedDict[bytes, SharedIndex] = OrderedDict()
 
     def _split(self) -> None:
         """Which parameters read only the shared part (again whenever the type's parameters change)."""
@@ -37,34 +36,51 @@ class SharedPartIndexer:
         if plan is self._plan:
             return
         fixed: list[CompiledParam] = []
-        rest: list[CompiledParam] = []
+        rest: list[tuple[CompiledParam, frozenset[str] | None]] = []
         for compiled in plan.values():
             keys = compiled.first_keys
-            (fixed if compiled.plain and keys and not keys & self.varying else rest).append(compiled)
+            if compiled.plain and keys and not keys & self.varying:
+                fixed.append(compiled)
+            else:
+                rest.append((compiled, keys))
         self._plan, self._fixed, self._rest = plan, tuple(fixed), tuple(rest)
         self._cache.clear()
 
     def extract(self, resource: dict[str, Any]) -> IndexEntries:
+        """Every entry of ``resource`` (equal to :meth:`Indexer.extract`)."""
         if resource.get("resourceType") != self.resource_type:
             return self.indexer.extract(resource)
+        shared, own = self.split(resource)
+        return NewResource("", resource, own, shared).entries()
+
+    def split(self, resource: dict[str, Any]) -> tuple[SharedIndex, IndexEntries]:
+        """The entries of the shared part (the same object for every resource with that shared part, while it is
+        cached) and those of the rest; together they are :meth:`Indexer.extract`'s entries."""
+        if resource.get("resourceType") != self.resource_type:
+            return _NOTHING, self.indexer.extract(resource)
         self._split()
-        entries = IndexEntries()
-        slots: tuple[list[Any], ...] = (entries.strings, entries.tokens, entries.dates, entries.numbers,
-                                        entries.quantities, entries.references, entries.uris, entries.composites)
         key = jsonio.dumps({k: v for k, v in resource.items() if k not in self.varying})
         shared = self._cache.get(key)
         if shared is None:
             memo: Memo = {}
-            scratch: tuple[list[Any], ...] = tuple([] for _ in slots)
+            common = IndexEntries()
             for compiled in self._fixed:
-                compiled.extract(resource, scratch[compiled.slot], memo)
-            shared = tuple(tuple(s) for s in scratch)
-            self._cache[key] = shared
+                compiled.extract(resource, _slots(common)[compiled.slot], memo)
+            shared = self._cache[key] = SharedIndex(key, common)
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        for slot, found in zip(slots, shared, strict=True):
-            slot.extend(found)
+        own = IndexEntries()
+        slots = _slots(own)
         memo = {}
-        for compiled in self._rest:
-            compiled.extract(resource, slots[compiled.slot], memo)
-        return entries
+        for compiled, keys in self._rest:
+            if not keys or not keys.isdisjoint(resource):  # without any of its first keys it selects nothing
+                compiled.extract(resource, slots[compiled.slot], memo)
+        return shared, own
+
+
+_NOTHING = SharedIndex(b"", IndexEntries())
+
+
+def _slots(entries: IndexEntries) -> tuple[list[Any], ...]:
+    return (entries.strings, entries.tokens, entries.dates, entries.numbers, entries.quantities, entries.references,
+            entries.uris, entries.composites)

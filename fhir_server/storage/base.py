@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fhir_server.errors import Conflict, FhirError
 from fhir_server.indexing.entries import IndexEntries, TokenEntry
 from fhir_server.search.model import SearchQuery
 
@@ -25,9 +26,11 @@ __all__ = [
     "IncludeSpec",
     "IndexEntries",
     "Method",
+    "NewResource",
     "Repository",
     "SearchPage",
     "SearchRequest",
+    "SharedIndex",
     "StoredVersion",
     "TokenEntry",
     "WriteOp",
@@ -91,6 +94,39 @@ class WriteOp:
     expect_resolved: bool = False
     expect_id: str | None = None
     implied: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SharedIndex:
+    """Index entries that many resources of a :meth:`Repository.create_many` have in common (the AuditEvents of
+    one client: type, subtype, agents …), extracted once.  Equal ``key`` means equal ``entries``: a backend may
+    keep what it derives from them (SQLite: the rows, parameter ids resolved) under the key."""
+
+    key: bytes
+    entries: IndexEntries
+
+
+@dataclass(frozen=True)
+class NewResource:
+    """One resource of a :meth:`Repository.create_many`: its index entries are ``index`` plus, when set, those
+    of ``shared`` (stored for it exactly as if ``index`` held them all; the full-text fields come from
+    ``index``)."""
+
+    id: str
+    resource: dict[str, Any]
+    index: IndexEntries
+    shared: SharedIndex | None = None
+
+    def entries(self) -> IndexEntries:
+        """``index`` and ``shared`` in one (what :meth:`Repository.write` would be given)."""
+        if self.shared is None:
+            return self.index
+        own, common = self.index, self.shared.entries
+        return IndexEntries(
+            common.strings + own.strings, common.tokens + own.tokens, common.dates + own.dates,
+            common.numbers + own.numbers, common.quantities + own.quantities, common.references + own.references,
+            common.uris + own.uris, common.composites + own.composites,
+            own.narrative, own.content)
 
 
 @dataclass(frozen=True)
@@ -241,6 +277,40 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
         """Apply all ops atomically, in order, and durably commit them before returning."""
+
+    async def create_many(self, resource_type: str, items: Sequence[NewResource]) -> list[bool]:
+        """Create, in one atomic write, every item whose id is not in the store yet (nor earlier in ``items``),
+        with that id (set in the body);
+        answers per item whether it was created (False: the id existed, nothing was written for it).  For
+        server-made resources written in bulk (the audit trail): no conditions, no versions to check.  A backend
+        may store a batch with a few statements instead of one write op per resource; this default makes it
+        create ops of :meth:`write` (MongoDB uses it).  A refusal other than an existing id raises the
+        ``FhirError`` with ``op_index`` the position in ``items``, and nothing is written."""
+        created = [False] * len(items)
+        seen: set[str] = set()
+        todo: list[int] = []
+        for n, item in enumerate(items):
+            if item.id not in seen:
+                seen.add(item.id)
+                todo.append(n)
+        while todo:
+            ops = [WriteOp("create", resource_type, id=items[n].id, resource={**items[n].resource, "id": items[n].id},
+                           index=items[n].entries()) for n in todo]
+            try:
+                await self.write(ops)
+            except FhirError as exc:
+                if exc.op_index is None:
+                    raise
+                failed = todo[exc.op_index]
+                if not isinstance(exc, Conflict):
+                    exc.op_index = failed
+                    raise
+                todo.remove(failed)  # the id exists: not created, the others are tried again
+                continue
+            for n in todo:
+                created[n] = True
+            break
+        return created
 
     @abc.abstractmethod
     async def count(self, resource_type: str | None = None) -> int:

@@ -192,7 +192,7 @@ async def test_the_audit_writer_batches_and_never_loses_events(tmp_path: Path) -
     from fhir_server.app import create_app
     from fhir_server.auth.audit import AuditWriter, RequestInfo, request_events
     from fhir_server.auth.guard import AccessRecord, Touch
-    from fhir_server.storage.base import Repository, WriteOp, WriteOutcome
+    from fhir_server.storage.base import NewResource, Repository
 
     settings = Settings(data_dir=tmp_path, storage=StorageSettings(sqlite_path=tmp_path / "a.db"),
                         auth=AuthSettings(enabled=True))
@@ -209,11 +209,11 @@ async def test_the_audit_writer_batches_and_never_loses_events(tmp_path: Path) -
             calls = 0
             fail = False
 
-            async def write(self, ops: list[WriteOp]) -> list[WriteOutcome]:
+            async def create_many(self, resource_type: str, items: list[NewResource]) -> list[bool]:
                 Counting.calls += 1
                 if Counting.fail:
                     raise OSError("store down")
-                return await repo.write(ops)
+                return await repo.create_many(resource_type, items)
 
         writer = AuditWriter(Counting(), index, batch_max=500, spool=tmp_path / "spool.ndjson")  # type: ignore[arg-type]
         many = [dict(events[i % 3], id=f"ev-{i}") for i in range(1200)]

@@ -14,7 +14,9 @@ from fhir_server.storage.base import (
     EverythingRequest,
     HistoryQuery,
     IndexEntries,
+    NewResource,
     Repository,
+    SharedIndex,
     StoredVersion,
     TokenEntry,
     WriteOp,
@@ -336,3 +338,32 @@ async def test_a_stale_booking_writes_nothing(repo: Repository) -> None:
     assert caught.value.op_index == 0
     assert await repo.read("Appointment", "appt-1") is None
     assert await repo.count("Appointment") == 1
+
+
+def _bulk(id: str, code: str, shared: SharedIndex | None) -> NewResource:
+    resource = {"resourceType": "Basic", "code": {"coding": [{"system": SYS, "code": code}]}}
+    return NewResource(id, resource, IndexEntries(tokens=[TokenEntry("identifier", SYS, id)]), shared)
+
+
+def _by(code: str, value: str) -> SearchQuery:
+    return SearchQuery("Basic", (Clause(code, "token", (TokenValue(SYS, value),)),), applied=((code, value),))
+
+
+async def test_create_many_creates_new_ids_once_and_indexes_shared_entries(repo: Repository) -> None:
+    shared = SharedIndex(b"k1", IndexEntries(tokens=[TokenEntry("code", SYS, "alike")]))
+    other = SharedIndex(b"k2", IndexEntries(tokens=[TokenEntry("code", SYS, "other")]))
+    assert await repo.create_many("Basic", [_bulk("b1", "alike", shared), _bulk("b2", "alike", shared),
+                                            _bulk("b3", "other", other), _bulk("b4", "plain", None)]) == [True] * 4
+    # an id already stored, and one twice in the same batch: created once, the rest still written
+    again = [_bulk("b2", "alike", shared), _bulk("b5", "alike", shared), _bulk("b5", "alike", shared),
+             _bulk("b6", "other", other)]
+    assert await repo.create_many("Basic", again) == [False, True, False, True]
+    assert await repo.count("Basic") == 6
+    assert sorted(await repo.find(_by("code", "alike"), 10)) == ["b1", "b2", "b5"]
+    assert sorted(await repo.find(_by("code", "other"), 10)) == ["b3", "b6"]
+    assert await repo.find(_by("identifier", "b4"), 10) == ["b4"]  # a resource's own entries
+    stored = await repo.read("Basic", "b5")
+    assert stored is not None and stored.version == 1 and stored.method == "create"
+    body = jsonio.loads(stored.body or b"")
+    assert body["id"] == "b5" and body["meta"]["versionId"] == "1" and body["code"]["coding"][0]["code"] == "alike"
+    assert await repo.create_many("Basic", []) == []

@@ -173,14 +173,16 @@ def write_rows(
     entries: IndexEntries,
     fulltext: list[FulltextOp],
     rows: Rows | None = None,
+    first_grp: int = 1,
 ) -> None:
     """Index rows of one resource version.  With ``rows`` they are collected there (the caller inserts many
-    resources' rows together: :func:`flush_rows`); otherwise inserted at once."""
+    resources' rows together: :func:`flush_rows`); otherwise inserted at once.
+    Composites are numbered (``grp``) from ``first_grp``."""
     out: Rows = {} if rows is None else rows
     for entry in _simple(entries):
         table, row = _row(entry, ids.ensure(conn, resource_type, entry.param), rid, 0)
         out.setdefault(table, []).append(row)
-    for grp, composite in enumerate(entries.composites, start=1):
+    for grp, composite in enumerate(entries.composites, start=first_grp):
         for index, component in enumerate(composite.components):
             pid = ids.ensure(conn, resource_type, component_code(composite.param, index))
             for entry in component:

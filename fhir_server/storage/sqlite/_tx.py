@@ -10,7 +10,7 @@ from fhir_server.errors import Conflict, FhirError, InvalidRequest
 from fhir_server.search.model import AnyOf, Clause, Criterion, Not, SearchQuery
 from fhir_server.storage import preconditions
 from fhir_server.storage._meta import MonotonicClock, with_meta
-from fhir_server.storage.base import IndexEntries, Method, StoredVersion, WriteOp, WriteOutcome
+from fhir_server.storage.base import IndexEntries, Method, NewResource, StoredVersion, WriteOp, WriteOutcome
 from fhir_server.storage.sqlite._index_rows import (
     FulltextOp,
     ParamIds,
@@ -20,12 +20,18 @@ from fhir_server.storage.sqlite._index_rows import (
     write_rows,
 )
 from fhir_server.storage.sqlite._search_exec import find_ids
+from fhir_server.storage.sqlite._shared_rows import SharedRows
 
 _CURRENT = """
 SELECT r.rid, r.version, v.method, v.last_updated, v.body
 FROM resources r JOIN versions v ON v.seq = r.current_seq
 WHERE r.type = ? AND r.id = ?
 """
+
+
+_EXISTING = "SELECT id FROM resources WHERE type = ? AND id IN (SELECT value FROM json_each(?))"
+_INSERT_RESOURCE = "INSERT INTO resources (rid, type, id, version, deleted, current_seq, lu) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_VERSION = "INSERT INTO versions (seq, rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 class _Current:
@@ -75,11 +81,52 @@ class TxWriter:
         self._row_types: set[str] = set()  # resource types with rows in self.rows
         self._next_rid = 0
         self._next_seq = 0
+        self.shared = SharedRows(conn, ids)
 
     def begin(self) -> None:
         """Call right after BEGIN IMMEDIATE (another process may have written since the last transaction)."""
         self._next_rid = self.conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM resources").fetchone()[0]
         self._next_seq = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()[0]
+
+    def forget_templates(self) -> None:
+        """After a rollback: templates made in it are gone, and may name parameter ids never committed."""
+        self.shared.forget()
+
+    def create_many(self, resource_type: str, items: Sequence[NewResource]) -> list[bool]:
+        """:meth:`fhir_server.storage.base.Repository.create_many`: one look-up of the ids that exist, then one
+        ``executemany`` per table for the whole batch; the rows of shared entries come from a template."""
+        conn = self.conn
+        existing = {row[0] for row in conn.execute(_EXISTING, (resource_type, jsonio.dumps([i.id for i in items])))}
+        created: list[bool] = []
+        resources: list[tuple[object, ...]] = []
+        versions: list[tuple[object, ...]] = []
+        rows = self.rows
+        try:
+            for item in items:
+                if item.id in existing:
+                    created.append(False)
+                    continue
+                existing.add(item.id)
+                created.append(True)
+                rid, seq = self._next_rid, self._next_seq
+                self._next_rid, self._next_seq = rid + 1, seq + 1
+                last_updated, epoch = self.clock.now_with_epoch()
+                resource = item.resource if item.resource.get("id") == item.id else {**item.resource, "id": item.id}
+                body = jsonio.dumps(with_meta(resource, 1, last_updated))
+                resources.append((rid, resource_type, item.id, 1, 0, seq, epoch))
+                versions.append((seq, rid, resource_type, 1, last_updated, "create", body))
+                first_grp = 1
+                if item.shared is not None:
+                    first_grp += self.shared.add(resource_type, item.shared, rid)
+                write_rows(conn, self.ids, resource_type, rid, item.index, self.fulltext, rows, first_grp)
+            conn.executemany(_INSERT_RESOURCE, resources)
+            conn.executemany(_INSERT_VERSION, versions)
+            flush_rows(conn, rows)
+            self.shared.flush()
+        finally:
+            rows.clear()
+            self.shared.batch.clear()
+        return created
 
     def _find(self, query: SearchQuery) -> list[str]:
         if query.resource_type not in self._row_types and query.resource_type is not None and \
@@ -187,11 +234,8 @@ class TxWriter:
         if current is None:
             rid = self._next_rid
             try:
-                conn.execute(
-                    "INSERT INTO resources (rid, type, id, version, deleted, current_seq, lu) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (rid, op.resource_type, id, version, 1 if resource is None else 0, seq, epoch),
-                )
+                conn.execute(_INSERT_RESOURCE,
+                             (rid, op.resource_type, id, version, 1 if resource is None else 0, seq, epoch))
             except sqlite3.IntegrityError:
                 raise Conflict(f"{op.resource_type}/{id} already exists") from None
             self._next_rid += 1
@@ -201,10 +245,7 @@ class TxWriter:
                 "UPDATE resources SET version = ?, deleted = ?, current_seq = ?, lu = ? WHERE rid = ?",
                 (version, 1 if resource is None else 0, seq, epoch, rid),
             )
-        conn.execute(
-            "INSERT INTO versions (seq, rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, rid, op.resource_type, version, last_updated, method, body),
-        )
+        conn.execute(_INSERT_VERSION, (seq, rid, op.resource_type, version, last_updated, method, body))
         self._next_seq += 1
         if current is not None:
             self._flush()

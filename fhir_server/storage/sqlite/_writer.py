@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fhir_server.errors import FhirError, InternalError, ServiceUnavailable
-from fhir_server.storage.base import WriteOp, WriteOutcome
+from fhir_server.storage.base import NewResource, WriteOp, WriteOutcome
 from fhir_server.storage.sqlite._index_rows import ParamIds, apply_fulltext
 from fhir_server.storage.sqlite._schema import connect
 from fhir_server.storage.sqlite._tx import TxWriter
@@ -32,10 +33,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Job:
     ops: Sequence[WriteOp]
-    future: asyncio.Future[list[WriteOutcome]]
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    result: list[WriteOutcome] | None = None
+    result: list[Any] | None = None
     error: BaseException | None = None
+    bulk: tuple[str, Sequence[NewResource]] | None = None  # a create_many instead of ops
 
 
 def _deliver(job: _Job) -> None:
@@ -117,10 +119,18 @@ class Writer:
             self._thread.join()
 
     async def submit(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
+        result: list[WriteOutcome] = await self._submit(ops, None)
+        return result
+
+    async def submit_bulk(self, resource_type: str, items: Sequence[NewResource]) -> list[bool]:
+        result: list[bool] = await self._submit((), (resource_type, items))
+        return result
+
+    async def _submit(self, ops: Sequence[WriteOp], bulk: tuple[str, Sequence[NewResource]] | None) -> Any:
         if not self._thread.is_alive():
             raise ServiceUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(ops, loop.create_future(), loop)
+        job = _Job(ops, loop.create_future(), loop, bulk=bulk)
         self.waiting += 1
         try:
             self._queue.put(job)
@@ -186,6 +196,7 @@ class Writer:
             tx.begin()
         except sqlite3.Error as exc:
             log.error("could not start a write transaction: %s", exc)
+            tx.forget_templates()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for job in batch:
@@ -196,12 +207,13 @@ class Writer:
             mark = self._ids.mark()
             fulltext_mark = len(tx.fulltext)
             try:
-                job.result = tx.apply(job.ops)
+                job.result = tx.apply(job.ops) if job.bulk is None else tx.create_many(*job.bulk)
                 conn.execute("RELEASE request")
             except BaseException as exc:
                 conn.execute("ROLLBACK TO request")
                 conn.execute("RELEASE request")
                 self._ids.rollback_to(mark)
+                tx.forget_templates()
                 del tx.fulltext[fulltext_mark:]
                 if isinstance(exc, FhirError):
                     job.error = exc
@@ -216,6 +228,7 @@ class Writer:
         except sqlite3.Error as exc:
             log.error("commit failed: %s", exc)
             tx.fulltext.clear()
+            tx.forget_templates()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._ids.rollback_to(0)

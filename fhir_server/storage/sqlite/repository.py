@@ -29,6 +29,7 @@ from fhir_server.storage.base import (
     HistoryEntry,
     HistoryPage,
     HistoryQuery,
+    NewResource,
     Repository,
     SearchPage,
     SearchRequest,
@@ -204,6 +205,12 @@ class SQLiteRepository(Repository):
 
     async def write(self, ops: Sequence[WriteOp]) -> list[WriteOutcome]:
         return await self._writer.submit(ops)
+
+    async def create_many(self, resource_type: str, items: Sequence[NewResource]) -> list[bool]:
+        """One request of the writer thread: one look-up of the existing ids, one ``executemany`` per table."""
+        if not items:
+            return []
+        return await self._writer.submit_bulk(resource_type, items)
 
 
 def _history_filter(query: HistoryQuery) -> tuple[str, list[Any]]:
