@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
-from fhir_server.auth.audit import RequestInfo, request_events
+from fhir_server.auth.audit import RequestInfo
 from fhir_server.auth.guard import AccessRecord
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.scopes import ScopeSet
@@ -242,16 +242,14 @@ class InboundPipeline:
             return
         info = RequestInfo("POST", "", "", status, peer.address if peer else None)
         record.interaction = "transaction"
-        events = request_events(self.context, record, info, linked_types=self.security.linked)
-        sender = {"type": {"text": "HL7 v2 sending application"},
+        sender: dict[str, Any] = {"type": {"text": "HL7 v2 sending application"},
                   "who": {"identifier": {"system": SENDER_SYSTEM, "value": message_log.sender_of(msg)}},
                   "requestor": False}
         if peer is not None:
             sender["network"] = {"address": peer.address, "type": "2"}
-        for event in events:
-            event["agent"] = [*event["agent"], sender]
-        if events:
-            await self.security.audit_writer.submit(events)
+        # the short request line: the audit writer process builds the events (as for an API request)
+        await self.security.audit_writer.submit_request(self.context, record, info, False, self.security.linked,
+                                                        extra_agents=(sender,))
 
 
 def _types_supported() -> set[str]:

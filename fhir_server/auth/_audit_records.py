@@ -15,6 +15,7 @@ import itertools
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -44,8 +45,9 @@ def _line_id() -> str:
 
 
 def request_line(context: AccessContext | None, record: AccessRecord, info: RequestInfo, break_glass: bool,
-                 recorded: float) -> bytes:
-    """One request's audit facts (no token, no body) as a JSON line."""
+                 recorded: float, extra_agents: Sequence[dict[str, Any]] = ()) -> bytes:
+    """One request's audit facts (no token, no body) as a JSON line; ``extra_agents`` are appended to every
+    event's agents (the HL7 v2 sending application)."""
     who = None
     if context is not None:
         who = [context.subject, context.client_id, context.kind, context.fhir_user, sorted(context.roles)]
@@ -55,6 +57,8 @@ def request_line(context: AccessContext | None, record: AccessRecord, info: Requ
         "i": [info.method, info.path, info.query, info.status, info.address], "n": record.interaction,
         "g": break_glass,
     }
+    if extra_agents:
+        line["a"] = list(extra_agents)
     return jsonio.dumps(line) + b"\n"
 
 
@@ -86,8 +90,11 @@ def events_from_line(line: bytes, linked_types: frozenset[str]) -> list[dict[str
     common["recorded"] = _instant(int(data["t"]))
     events = [_event(common, info, patient, touches, subtype) for patient, touches in sorted(by_patient.items())]
     events = events or [_event(common, info, None, [], subtype)]
+    extra = data.get("a")
     for n, event in enumerate(events):
         event["id"] = event_id(data["r"], n)
+        if extra:
+            event["agent"] = [*event["agent"], *extra]
     return events
 
 

@@ -316,7 +316,8 @@ class AuditSink(Protocol):
     async def start(self) -> None: ...
     async def submit(self, events: Iterable[dict[str, Any]]) -> None: ...
     async def submit_request(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
-                             break_glass: bool, linked_types: frozenset[str]) -> None: ...
+                             break_glass: bool, linked_types: frozenset[str],
+                             extra_agents: Sequence[dict[str, Any]] = ()) -> None: ...
     async def flush(self) -> None: ...
     async def stop(self, grace_s: float = 10.0) -> None: ...
 
@@ -377,9 +378,13 @@ class AuditWriter:
                 await self._queue.put(event)
 
     async def submit_request(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
-                             break_glass: bool, linked_types: frozenset[str]) -> None:
-        """Queue the AuditEvents of one request (built here, in the request's process)."""
+                             break_glass: bool, linked_types: frozenset[str],
+                             extra_agents: Sequence[dict[str, Any]] = ()) -> None:
+        """Queue the AuditEvents of one request (built here, in the request's process); ``extra_agents`` are
+        appended to every event's agents."""
         events = request_events(context, record, info, linked_types=linked_types, break_glass=break_glass)
+        for event in events if extra_agents else ():
+            event["agent"] = [*event["agent"], *extra_agents]
         if events:
             await self.submit(events)
 

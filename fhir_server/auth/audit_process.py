@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fhir_server import jsonio
@@ -71,8 +71,9 @@ class AuditProcess:
             await self._send(event_line(event))
 
     async def submit_request(self, context: AccessContext | None, record: AccessRecord, info: RequestInfo,
-                             break_glass: bool, linked_types: frozenset[str]) -> None:
-        await self._send(request_line(context, record, info, break_glass, time.time()))
+                             break_glass: bool, linked_types: frozenset[str],
+                             extra_agents: Sequence[dict[str, Any]] = ()) -> None:
+        await self._send(request_line(context, record, info, break_glass, time.time(), extra_agents))
 
     async def after_write(self, outcome: WriteOutcome, resource: dict[str, Any] | None) -> None:
         """A SearchParameter written: the child indexes AuditEvents by it from the next line on."""

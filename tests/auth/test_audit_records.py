@@ -70,3 +70,24 @@ def test_event_ids_and_instants_equal_the_general_functions() -> None:
         line_id, n = f"{uuid.UUID(int=rng.getrandbits(128)).hex}.{rng.randrange(10**6)}", rng.randrange(200)
         assert event_id(line_id, n) == str(uuid.uuid5(_audit_records._NAMESPACE, f"{line_id}/{n}"))
     assert _audit_records._instant(0) == format_instant(0) == "1970-01-01T00:00:00.000000Z"
+
+
+def test_extra_agents_are_appended_to_every_event_as_the_in_process_writer_does() -> None:
+    rng = random.Random(23)
+    sender = {"type": {"text": "HL7 v2 sending application"}, "requestor": False,
+              "who": {"identifier": {"system": "urn:example:sender", "value": "LAB^LABFAC"}},
+              "network": {"address": "10.1.2.3", "type": "2"}}
+    checked = 0
+    for i in range(500):
+        context, record, info, break_glass, when = _request(rng, i)
+        line = request_line(context, record, info, break_glass, when, extra_agents=(sender,))
+        expected = request_events(context, record, info, linked_types=LINKED, break_glass=break_glass,
+                                  now=round(when * 1e6) / 1e6)
+        events = events_from_line(line, LINKED)
+        assert [e["agent"] for e in events] == [[*e["agent"], sender] for e in expected]
+        assert [{k: v for k, v in e.items() if k not in ("id", "agent")} for e in events] == \
+            [{k: v for k, v in e.items() if k != "agent"} for e in expected]
+        checked += len(events)
+    assert checked > 300
+    plain = events_from_line(request_line(*_request(random.Random(1), 0)), LINKED)
+    assert all(sender not in e["agent"] for e in plain)  # the cached shared parts were not changed
