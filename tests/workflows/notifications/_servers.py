@@ -202,23 +202,13 @@ class RedisServer:
             self.proc.wait(10)
 
 
-class CeleryWorker:
-    """``infirmary worker`` in a subprocess (solo pool: one process, one task at a time)."""
+class InfirmaryCommand:
+    """``infirmary <args>`` in a subprocess, its output in ``log``."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server", "worker", "--pool", "solo", "--concurrency", "1",
-             "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, celery: Any, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with {self.proc.returncode}")
-            if celery.control.ping(timeout=0.5):
-                return
-        raise RuntimeError("the Celery worker did not answer a ping")
+        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_server", *args], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -229,3 +219,26 @@ class CeleryWorker:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class CeleryBeat(InfirmaryCommand):
+    """``infirmary beat`` in a subprocess, its state file beside its log."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        super().__init__(["beat", "--loglevel", "WARNING", "--schedule", str(log.with_suffix(".state"))], env, log)
+
+
+class CeleryWorker(InfirmaryCommand):
+    """``infirmary worker`` in a subprocess (solo pool: one process, one task at a time)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        super().__init__(["worker", "--pool", "solo", "--concurrency", "1", "--loglevel", "WARNING"], env, log)
+
+    def wait_ready(self, celery: Any, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {self.proc.returncode}")
+            if celery.control.ping(timeout=0.5):
+                return
+        raise RuntimeError("the Celery worker did not answer a ping")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,33 +13,12 @@ import httpx
 import pytest
 
 from fhir_server.settings import JobsSettings
-from tests.workflows.notifications._servers import ROOT, CeleryWorker, RedisServer
+from tests.workflows.notifications._servers import CeleryBeat, CeleryWorker, RedisServer
 from tests.workflows.notifications.conftest import Harness, Servers, _environment, _settings
 from tests.workflows.notifications.test_delivery import HOUR, appointment, people
 
 SWEEP_S = 1.0
 DUE_IN_S = 6.0
-
-
-class Beat:
-    """``infirmary beat`` in a subprocess."""
-
-    def __init__(self, env: dict[str, str], directory: Path) -> None:
-        self.log = (directory / "beat.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server", "beat", "--loglevel", "WARNING",
-             "--schedule", str(directory / "beat-state")], cwd=ROOT, env=env, stdout=self.log,
-            stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture
@@ -84,7 +61,7 @@ async def test_beat_sends_the_sweep_that_dispatches_a_due_reminder(celery_harnes
     assert await h.eventually(lambda: mails(1))  # the confirmation: the worker runs reactions without beat
     await asyncio.sleep(max(0.0, due - time.time()) + 3 * SWEEP_S)
     assert reminders() == [], "due, but nothing dispatches it without beat"
-    beat = Beat(env, tmp_path)
+    beat = CeleryBeat(env, tmp_path / "beat.log")
     try:
         async def reminded() -> bool:
             return len(reminders()) == 1
