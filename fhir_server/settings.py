@@ -151,6 +151,8 @@ class SubscriptionSettings(BaseModel):
                                                                  "websocket (0: none)")
     index_refresh_s: float = Field(5.0, ge=0, description="how often a server process picks up Subscriptions "
                                                           "written by other processes (0: never)")
+    websocket_feed_s: float = Field(0.25, ge=0, description="how often a process with websocket subscribers bound "
+                                    "reads the writes other processes committed (0: never)")
 
 
 class JobsSettings(BaseModel):

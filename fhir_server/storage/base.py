@@ -151,6 +151,7 @@ class HistoryQuery:
     count: int = 50
     before_seq: int | None = None  # paging cursor: versions with seq < before_seq (newest first)
     after_seq: int | None = None  # paging cursor backwards: versions with seq > after_seq
+    total: bool = True  # False: HistoryPage.total is None, not counted (a change feed polling after_seq)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,25 @@ async def test_history_paging_and_filters(repo: Repository) -> None:
     assert since.total == 3
 
 
+async def test_history_as_a_change_feed(repo: Repository) -> None:
+    """``after_seq`` without a total, as the websocket change feed reads it: every version committed after a
+    position, deletions included, in commit order; the same page as with the total."""
+    await repo.write([patient("f0")])
+    (start,) = (await repo.history(HistoryQuery(count=1, total=False))).entries
+    await repo.write([patient("f1")])
+    await repo.write([patient("f0", active=False)])
+    await repo.write([WriteOp("delete", "Patient", id="f1")])
+    page = await repo.history(HistoryQuery(count=10, after_seq=start.seq, total=False))
+    assert page.total is None
+    feed = sorted(page.entries, key=lambda e: e.seq)
+    assert [(e.version.id, e.version.version, e.version.method) for e in feed] == [
+        ("f1", 1, "update"), ("f0", 2, "update"), ("f1", 2, "delete")]
+    assert feed[-1].version.body is None
+    counted = await repo.history(HistoryQuery(count=10, after_seq=start.seq))
+    assert counted.total == 4 and counted.entries == page.entries
+    assert (await repo.history(HistoryQuery(count=10, after_seq=feed[-1].seq, total=False))).entries == []
+
+
 # -- everything in a compartment (Patient/$everything) -----------------------------------------------------
 
 LINKS = {"Observation": ("subject", "performer"), "Encounter": ("patient",), "Patient": ("link",)}

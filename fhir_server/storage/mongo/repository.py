@@ -261,7 +261,7 @@ async def _history(coll: AsyncCollection[Any], session: AsyncClientSession | Non
     if query.at_start is not None:
         # still current at at_start: the next version (if any) came after it
         flt["$or"] = [{"nlut": None}, {"nlut": {"$gt": query.at_start}}]
-    total = await coll.count_documents(flt, session=session)
+    total = await coll.count_documents(flt, session=session) if query.total else None
     if query.after_seq is not None:
         cursor = coll.find({**flt, "_id": {"$gt": query.after_seq}}, sort=[("_id", 1)], limit=query.count,
                            session=session)

@@ -243,7 +243,8 @@ def _history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:
     source = "versions v JOIN resources r ON r.rid = v.rid"
     conn.execute("BEGIN")  # one snapshot for the page, the total and the neighbour checks
     try:
-        total = conn.execute(f"SELECT count(*) FROM {source} WHERE {base_where}", base_args).fetchone()[0]
+        total = conn.execute(f"SELECT count(*) FROM {source} WHERE {base_where}", base_args).fetchone()[0] \
+            if query.total else None
         cols = "v.seq, r.id, v.type, v.version, v.last_updated, v.method, v.body"
         if query.after_seq is not None:
             rows = conn.execute(

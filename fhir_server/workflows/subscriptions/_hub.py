@@ -30,6 +30,9 @@ class WebsocketHub:
     def bound(self, sub_id: str) -> bool:
         return bool(self._bound.get(sub_id))
 
+    def any_bound(self) -> bool:
+        return bool(self._bound)
+
     async def ping(self, sub_id: str) -> int:
         """Tell every socket bound to the Subscription; returns how many were told."""
         told = 0

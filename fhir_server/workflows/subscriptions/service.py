@@ -16,7 +16,12 @@
   ``retry_backoff_max_s``) for ``retry_max_age_s`` (24 h by default), the Subscription showing ``status = error``
   and the last ``error`` meanwhile and ``active`` again after a success.  The handshake (``requested`` →
   ``active``) is a POST with no body, retried the same way.
-* **websocket.** Subscribers bound to this process (``bind <id>`` on ``/fhir/$websocket``) get ``ping <id>``.
+* **websocket.** Subscribers bound to this process (``bind <id>`` on ``/fhir/$websocket``) get ``ping <id>``:
+  at once for a write this process committed (the post-write reaction), and within
+  ``FHIR_SUBSCRIPTIONS__WEBSOCKET_FEED_S`` for one another process committed (other API workers, Celery workers,
+  the HL7 listener on its own): while a subscriber is bound here, the process reads the store's change feed —
+  the versions committed after the last one it saw (``HistoryQuery.after_seq``, commit order) — and evaluates
+  them like the reaction does.  Each version is handled once, whichever path sees it first (:meth:`_claim`).
 
 The server owns ``status`` and ``error``: it writes them straight to the repository (a new version, no
 post-write reaction, so its own writes never loop back here).
@@ -29,6 +34,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -71,6 +77,7 @@ NOTIFY = "subscriptions.notify"
 HANDSHAKE = "subscriptions.handshake"
 CHECK = "subscriptions.check"  # how the check of what a subscriber may hear is named in the audit trail
 _PAGE = 200
+_CLAIMS = 10_000  # versions remembered as handled for websocket subscribers (by the reaction or the feed)
 
 
 class SubscriptionService:
@@ -90,6 +97,9 @@ class SubscriptionService:
         self._parse = strict_parser(registry, base_urls, canonicalise)
         self._since: str | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._feed_seq: int | None = None  # the newest version the change feed has looked at
+        self._feeder: asyncio.Task[None] | None = None
+        self._claimed: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     # -- definitions ------------------------------------------------------------------------------------------
 
@@ -145,13 +155,17 @@ class SubscriptionService:
                 break
         if self.settings.index_refresh_s > 0:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="subscriptions")
+        if self.settings.websocket_feed_s > 0:
+            self._feed_seq = await self._newest_seq()
+            self._feeder = asyncio.get_running_loop().create_task(self._feed_loop(), name="subscriptions feed")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        for task in (self._refresher, self._feeder):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._refresher = self._feeder = None
         await self.sender.close()
 
     async def _refresh_loop(self) -> None:
@@ -169,7 +183,7 @@ class SubscriptionService:
         before: int | None = None
         while True:
             page = await self.repo.history(HistoryQuery("Subscription", since=since, count=_PAGE,
-                                                        before_seq=before))
+                                                        before_seq=before, total=False))
             for entry in page.entries:
                 newest.setdefault(entry.version.id, entry.version)  # newest first
             if not page.has_older or not page.entries:
@@ -177,6 +191,62 @@ class SubscriptionService:
             before = page.entries[-1].seq
         for stored in newest.values():
             self._hold(stored)
+
+    # -- the change feed: websocket subscribers hear other processes' writes ------------------------------------
+
+    async def _feed_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.websocket_feed_s)
+            try:
+                await self.feed()
+            except Exception:
+                log.exception("reading the change feed for websocket subscribers failed")
+
+    async def _newest_seq(self) -> int:
+        page = await self.repo.history(HistoryQuery(count=1, total=False))
+        return page.entries[0].seq if page.entries else 0
+
+    async def feed(self) -> int:
+        """Ping the websocket subscribers bound here about the versions committed since the last look that no
+        path here has handled; answers how many versions were read.  With nobody bound the feed only moves its
+        position (a subscriber hears what is written after it binds, not before)."""
+        if not self.hub.any_bound():
+            self._feed_seq = await self._newest_seq()
+            return 0
+        read = 0
+        while True:
+            page = await self.repo.history(HistoryQuery(count=_PAGE, after_seq=self._feed_seq or 0, total=False))
+            entries = sorted(page.entries, key=lambda e: e.seq)  # oldest first
+            for entry in entries:
+                await self._fed(entry.version)
+                self._feed_seq = entry.seq
+            read += len(entries)
+            if len(entries) < _PAGE:
+                return read
+
+    async def _fed(self, stored: StoredVersion) -> None:
+        if stored.body is None:
+            return  # deletions are not notified
+        bound = [d for d in self.index.for_type(stored.resource_type)
+                 if d.channel.type == "websocket" and self.hub.bound(d.id)]
+        if not bound or not self._claim((stored.resource_type, stored.id, stored.version)):
+            return
+        candidate = Candidate(stored.resource_type, stored.id, _epoch(stored.last_updated),
+                              self.resources.index(jsonio.loads(stored.body)))
+        for definition in bound:
+            if definition.needs_store or self._matches(definition, candidate):
+                self.runner.submit("subscription websocket ping", self._ping, definition, stored.resource_type,
+                                   stored.id, stored.version)
+
+    def _claim(self, key: tuple[str, str, int]) -> bool:
+        """True the first time a version is offered to the websocket subscribers (by the post-write reaction or
+        by the feed, both on this event loop), False after."""
+        if key in self._claimed:
+            return False
+        self._claimed[key] = None
+        if len(self._claimed) > _CLAIMS:
+            self._claimed.popitem(last=False)
+        return True
 
     # -- the post-write reaction -------------------------------------------------------------------------------
 
@@ -192,7 +262,13 @@ class SubscriptionService:
             return  # deletions are not notified
         candidate = Candidate(outcome.resource_type, outcome.id, _epoch(outcome.version.last_updated),
                               self.resources.index(resource))
+        websockets: bool | None = None  # this version not yet offered to websocket subscribers (see _claim)
         for definition in definitions:
+            if definition.channel.type == "websocket":
+                if websockets is None:
+                    websockets = self._claim((outcome.resource_type, outcome.id, outcome.version.version))
+                if not websockets:
+                    continue
             if definition.needs_store or self._matches(definition, candidate):
                 await self.dispatch(queue, definition, outcome.resource_type, outcome.id, outcome.version.version)
 
