@@ -92,6 +92,7 @@ class Compiler:
     refs: References
     root: Ctx
     notes: list[str] = field(default_factory=list)  # unknown elements met (they select nothing)
+    reads_root: bool = False  # some branch starts again from the resource (``%resource``): not local to a subtree
 
     # ----------------------------------------------------------------------------------------- collections
     def branches(self, expr: Expr, ctx: Ctx) -> list[Branch]:
@@ -145,6 +146,7 @@ class Compiler:
 
     def _variable(self, name: str, ctx: Ctx) -> list[Branch]:
         if name in ("resource", "context", "rootResource"):
+            self.reads_root = True
             return [Branch((root_step,), self.root)]
         if name == "this":
             return [Branch((), ctx)]

@@ -106,6 +106,7 @@ class CompiledParam:
     branches: list[Branch] = field(default_factory=list)  # as compiled, for :attr:`first_keys`
     plain: bool = False  # neither a composite nor evaluated by fhirpathpy
     shared: bool = False  # a composite of the same type has a component with this code: memoise its entries
+    local: bool = False  # plain, and its values depend only on the elements at :attr:`first_keys` and ``contained``
 
     def extract(self, resource: dict[str, Any], out: Out, memo: Memo | None = None) -> None:
         """Append this parameter's entries for ``resource`` to ``out``.  ``memo`` (one per resource) lets a
@@ -248,6 +249,9 @@ def compile_param(param: ParamLike, resource_type: str, env: Environment) -> Com
     env.notes.extend(f"{resource_type}.{param.code}: {note}" for note in compiler.notes)
     compiled.branches = list(branches)
     compiled.plain = compiled.fallback is None and param.type != "composite"
+    # a step sees the resource only through ``%resource`` (reads_root) and ``resolve()`` of a ``#id`` reference
+    # (its ``contained``); without the former a plain parameter reads nothing outside its first keys' elements
+    compiled.local = compiled.plain and not compiler.reads_root
     if param.type == "composite":
         return _compile_composite(param, compiled, branches, env)
     for branch in branches:

@@ -5,6 +5,12 @@ type, subtype, action, outcome, agents, source — repeats.  A parameter whose p
 not vary (a *plain* compiled parameter with known first keys, :attr:`CompiledParam.first_keys`) selects the same
 values from every such resource, so its entries are computed once per distinct shared part and reused; the others
 run on each resource.  The result equals :meth:`Indexer.extract` (tests/indexing/test_shared_parts.py).
+
+Of the others, the *local* ones (:attr:`CompiledParam.local`: what they select depends only on the elements at
+their first keys, and on ``contained`` through ``resolve()``) are grouped by those keys, and a group's entries are
+cached by the JSON of its elements: the AuditEvents of reads of one patient's record have the same ``entity``.
+A miss costs the JSON of the elements (~1 µs for ``recorded``, which never repeats) against the extraction a hit
+saves (~30 µs for ``entity`` and ``patient``).
 """
 
 from __future__ import annotations
@@ -19,15 +25,29 @@ from fhir_server.indexing.extract import Indexer
 from fhir_server.storage.base import NewResource, SharedIndex
 
 
+class _Group:
+    """Local parameters with the same first keys, and their entries by the JSON of those elements."""
+
+    __slots__ = ("cache", "keys", "params")
+
+    def __init__(self, keys: frozenset[str], params: list[CompiledParam]) -> None:
+        self.keys = tuple(sorted(keys))
+        self.params = tuple(params)
+        self.cache: OrderedDict[bytes, tuple[tuple[int, list[Any]], ...]] = OrderedDict()
+
+
 class SharedPartIndexer:
-    def __init__(self, indexer: Indexer, resource_type: str, varying: frozenset[str], cache_size: int = 1024):
+    def __init__(self, indexer: Indexer, resource_type: str, varying: frozenset[str], cache_size: int = 1024,
+                 group_cache_size: int = 4096):
         self.indexer = indexer
         self.resource_type = resource_type
         self.varying = varying | {"id", "meta"}
         self.cache_size = cache_size
+        self.group_cache_size = group_cache_size
         self._plan: object = None
         self._fixed: tuple[CompiledParam, ...] = ()
         self._rest: tuple[tuple[CompiledParam, frozenset[str] | None], ...] = ()  # with their first keys
+        self._groups: tuple[_Group, ...] = ()
         self._cache: OrderedDict[bytes, SharedIndex] = OrderedDict()
 
     def _split(self) -> None:
@@ -37,13 +57,17 @@ class SharedPartIndexer:
             return
         fixed: list[CompiledParam] = []
         rest: list[tuple[CompiledParam, frozenset[str] | None]] = []
+        groups: dict[frozenset[str], list[CompiledParam]] = {}
         for compiled in plan.values():
             keys = compiled.first_keys
-            if compiled.plain and keys and not keys & self.varying:
+            if compiled.local and keys and not keys & self.varying:
                 fixed.append(compiled)
+            elif compiled.local and keys and not keys & {"id", "meta"}:
+                groups.setdefault(keys, []).append(compiled)
             else:
                 rest.append((compiled, keys))
         self._plan, self._fixed, self._rest = plan, tuple(fixed), tuple(rest)
+        self._groups = tuple(_Group(keys, params) for keys, params in groups.items())
         self._cache.clear()
 
     def extract(self, resource: dict[str, Any]) -> IndexEntries:
@@ -75,7 +99,29 @@ class SharedPartIndexer:
         for compiled, keys in self._rest:
             if not keys or not keys.isdisjoint(resource):  # without any of its first keys it selects nothing
                 compiled.extract(resource, slots[compiled.slot], memo)
+        for group in self._groups:
+            self._extract_group(group, resource, slots)
         return shared, own
+
+    def _extract_group(self, group: _Group, resource: dict[str, Any], slots: tuple[list[Any], ...]) -> None:
+        get = resource.get
+        values = [get(k) for k in group.keys]
+        if values.count(None) == len(values):
+            return  # without any of its first keys a parameter selects nothing
+        key = jsonio.dumps([values, resource.get("contained")])
+        found = group.cache.get(key)
+        if found is None:
+            memo: Memo = {}
+            made = []
+            for compiled in group.params:
+                entries: list[Any] = []
+                compiled.extract(resource, entries, memo)
+                made.append((compiled.slot, entries))
+            found = group.cache[key] = tuple(made)
+            if len(group.cache) > self.group_cache_size:
+                group.cache.popitem(last=False)
+        for slot, entries in found:
+            slots[slot].extend(entries)
 
 
 _NOTHING = SharedIndex(b"", IndexEntries())

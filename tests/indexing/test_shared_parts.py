@@ -76,3 +76,57 @@ def test_a_new_search_parameter_is_indexed_at_once() -> None:
         "expression": "AuditEvent.outcomeDesc"}))
     assert any(e.param == "outcome-desc" for e in shared.extract(event).strings)
     assert _canonical(shared.extract(event)) == _canonical(indexer.extract(event))
+
+
+def test_cached_groups_follow_contained_resources() -> None:
+    """``patient`` selects ``entity.what.where(resolve() is Patient)``: for a ``#id`` reference that depends on the
+    contained resource, outside the ``entity`` element — two events with the same ``entity`` but different
+    ``contained`` must not share entries."""
+    indexer = Indexer.from_definitions(load_definitions())
+    shared = SharedPartIndexer(indexer, "AuditEvent", VARYING)
+    base = _events(random.Random(11), 1)[0]
+    entity = [{"what": {"reference": "#c1"}}, {"what": {"reference": "Patient/p9"}}]
+    as_patient = {**base, "id": "a", "entity": entity, "contained": [{"resourceType": "Patient", "id": "c1"}]}
+    as_device = {**base, "id": "b", "entity": entity, "contained": [{"resourceType": "Device", "id": "c1"}]}
+    for event in (as_patient, as_device, as_patient, as_device):
+        assert _canonical(shared.extract(event)) == _canonical(indexer.extract(event))
+    patients = {e.url for e in shared.extract(as_patient).references if e.param == "patient"}
+    assert "#c1" in patients
+    assert "#c1" not in {e.url for e in shared.extract(as_device).references if e.param == "patient"}
+
+
+def test_a_parameter_reading_the_whole_resource_is_neither_shared_nor_cached() -> None:
+    """A parameter whose expression goes back to ``%resource`` reads outside its first element: it is not local,
+    so neither shared (``agent`` does not vary, but what the first parameter selects depends on ``entity``) nor
+    cached by its element (the second's depends on ``outcome``) — either would give one event's answer to another."""
+    indexer = Indexer.from_definitions(load_definitions())
+    for code, expression in (("agent-if-entity", "AuditEvent.agent.where(%resource.entity.exists()).who"),
+                             ("entity-if-ok", "AuditEvent.entity.where(%resource.outcome = '0').what")):
+        indexer.add(search_param_from_resource({
+            "resourceType": "SearchParameter", "url": f"https://infirmary.example.org/sp/{code}", "code": code,
+            "base": ["AuditEvent"], "type": "reference", "status": "active", "expression": expression}))
+        compiled = indexer.plan("AuditEvent")[code]
+        assert compiled.plain and not compiled.local and compiled.first_keys
+    shared = SharedPartIndexer(indexer, "AuditEvent", VARYING)
+    base = _events(random.Random(5), 1)[0]
+    base = {**base, "agent": [{"who": {"reference": "Practitioner/d1"}, "requestor": True}]}
+    entity = [{"what": {"reference": "Patient/p1"}}]
+    events = [{**base, "id": "a", "entity": entity, "outcome": "0"},
+              {**base, "id": "b", "entity": entity, "outcome": "4"},
+              {**{k: v for k, v in base.items() if k != "entity"}, "id": "c", "outcome": "0"}]
+    for event in events + events:
+        assert _canonical(shared.extract(event)) == _canonical(indexer.extract(event))
+    found = [{(e.param, e.type, e.id) for e in shared.extract(event).references
+              if e.param in ("agent-if-entity", "entity-if-ok")} for event in events]
+    assert found == [{("agent-if-entity", "Practitioner", "d1"), ("entity-if-ok", "Patient", "p1")},
+                     {("agent-if-entity", "Practitioner", "d1")}, set()]
+
+
+def test_cached_groups_are_used() -> None:
+    indexer = Indexer.from_definitions(load_definitions())
+    shared = SharedPartIndexer(indexer, "AuditEvent", VARYING)
+    events = _events(random.Random(13), 300)
+    for event in events:
+        assert _canonical(shared.extract(event)) == _canonical(indexer.extract(event))
+    sizes = {group.keys: len(group.cache) for group in shared._groups}
+    assert 0 < sizes[("entity",)] < len(events)  # entities repeat between events
