@@ -14,6 +14,7 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || { echo "w
 .venv/bin/python bench/ingest.py --patients "${INGEST_PATIENTS:-1000}" --clients 1 4 --workers 2 --profile
 .venv/bin/python bench/everything.py
 .venv/bin/python bench/auth_overhead.py
+.venv/bin/python bench/auth_store.py
 .venv/bin/python bench/subscriptions.py
 .venv/bin/python bench/scheduling.py --data-dir "${SCHED_DIR:-/tmp/infirmary-scheduling}"
 .venv/bin/python bench/hl7_oru.py --messages 2000 --connections 1 8

@@ -109,6 +109,12 @@ class AuthSettings(BaseModel):
     issuer: str | None = Field(None, description="issuer of tokens; default the FHIR base URL")
     secret: str | None = Field(None, description="HMAC secret for cookies and CSRF; default a random one kept in "
                                                  "the key file")
+    store: Literal["sqlite", "mongodb", "mongo"] | None = Field(
+        None, description="where users, clients, tokens, revocations and the signing keys are kept: sqlite (a file "
+        "of this host) or mongodb (shared by every API host; FHIR_STORAGE__MONGODB_URL); default mongodb when "
+        "FHIR_STORAGE__BACKEND is mongodb, else sqlite")
+    mongodb_database: str | None = Field(None, description="mongodb auth store: the database of its auth_* "
+                                                           "collections; default the FHIR database")
     store_path: Path | None = Field(None, description="auth state SQLite file; default <data_dir>/auth.db")
     keys_path: Path | None = Field(None, description="signing keys file; default <data_dir>/auth-keys.json")
     access_token_lifetime_s: int = Field(3600, ge=60, le=3600, description="user access tokens (at most 1 hour)")

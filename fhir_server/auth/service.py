@@ -30,8 +30,34 @@ def keys_path(settings: Settings) -> Path:
     return settings.auth.keys_path or settings.data_dir / "auth-keys.json"
 
 
+def store_kind(settings: Settings) -> str:
+    """``sqlite`` or ``mongodb``: ``FHIR_AUTH__STORE``, by default the FHIR storage backend's."""
+    kind = settings.auth.store or ("mongodb" if settings.storage.backend in ("mongodb", "mongo") else "sqlite")
+    return "mongodb" if kind == "mongo" else kind
+
+
+def build_store(settings: Settings) -> AuthStore:
+    """The auth store the settings name (not opened yet)."""
+    if store_kind(settings) == "mongodb":
+        from fhir_server.auth.mongo_store import MongoAuthStore
+
+        return MongoAuthStore(settings.storage.mongodb_url, database=settings.auth.mongodb_database)
+    return SQLiteAuthStore(store_path(settings), settings.storage.sqlite_busy_timeout_ms)
+
+
+def build_keys(settings: Settings, store: AuthStore) -> KeyRing:
+    """The signing keys: beside a MongoDB auth store in the same database, else in the key file."""
+    from fhir_server.auth.mongo_store import MongoAuthStore
+
+    if isinstance(store, MongoAuthStore):
+        from fhir_server.auth.mongo_keys import MongoKeyStore
+
+        return KeyRing(MongoKeyStore(store), settings.auth.secret)
+    return KeyRing(keys_path(settings), settings.auth.secret)
+
+
 def open_store(settings: Settings) -> AuthStore:
-    store = SQLiteAuthStore(store_path(settings), settings.storage.sqlite_busy_timeout_ms)
+    store = build_store(settings)
     store.open()
     return store
 
@@ -50,8 +76,8 @@ class AuthService:
                  patients: PatientDirectory | None = None) -> None:
         self.settings = settings
         auth = settings.auth
-        self.store: AuthStore = SQLiteAuthStore(store_path(settings), settings.storage.sqlite_busy_timeout_ms)
-        self.keys = KeyRing(keys_path(settings), auth.secret)
+        self.store: AuthStore = build_store(settings)
+        self.keys = build_keys(settings, self.store)
         self.core = AuthCore(auth, self.store, self.keys, resource_types)
         self.server = SmartServer(self.core)
         self.guard = LoginGuard(self.store, max_failures=auth.login_max_failures, lockout_s=auth.lockout_s,

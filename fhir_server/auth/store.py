@@ -1,8 +1,9 @@
 """The narrow storage interface of the authorization server.
 
-Auth state is not FHIR data, so it is kept apart from the FHIR repository: by default in its own small SQLite file
-beside the FHIR store (``sqlite_store.SQLiteAuthStore``); a MongoDB implementation only has to provide these
-methods.  They are synchronous and short (primary-key look-ups and single-row writes): authlib's grants call them
+Auth state is not FHIR data, so it is kept apart from the FHIR repository: in its own small SQLite file beside the
+FHIR store (``sqlite_store.SQLiteAuthStore``), or, for several API hosts, in ``auth_*`` collections on MongoDB
+(``mongo_store.MongoAuthStore``; ``FHIR_AUTH__STORE``).  ``tests/auth/test_store_contract.py`` holds both to the
+same behaviour.  They are synchronous and short (primary-key look-ups and single-row writes): authlib's grants call them
 from a worker thread, and the per-request revocation check calls ``is_revoked`` inline.
 
 Secrets never reach the store in clear: codes, refresh tokens and client secrets are kept as their SHA-256, user

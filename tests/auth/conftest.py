@@ -73,30 +73,35 @@ async def world(auth_settings: Settings) -> AsyncIterator[World]:
 
     app = create_app(auth_settings)
     async with app.router.lifespan_context(app):
-        service: AuthService = app.state.auth
-        add_user(service, "alice", "patient", patient="pat-a")
-        add_user(service, "bob", "patient", patient="pat-b")
-        add_user(service, "doc", "staff", roles=["physician"], practitioner="prac-1")
-        add_user(service, "clerk", "staff", roles=["billing-clerk"])
-        add_user(service, "root", "staff", roles=["administrator"])
-        world = World(app, service, httpx.ASGITransport(app=app))
-        public, _ = build_client(client_id="app", name="Test App", auth_method="none", scope=APP_SCOPE,
-                                 redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
-        other, _ = build_client(client_id="other-app", name="Other App", auth_method="none", scope=APP_SCOPE,
-                                redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
-        confidential, secret = build_client(
-            client_id="portal", name="Portal", auth_method="client_secret_basic", scope=APP_SCOPE + " infirmary/admin",
-            redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
-        for client in (public, other, confidential):
-            service.store.add_client(client)
-        assert secret
-        world.secrets["portal"] = secret
-        resources = app.state.fhir.resources  # the server's own services: seeding needs no token
-        for pid, given, family in (("pat-a", "Alice", "Able"), ("pat-b", "Bob", "Baker")):
-            body = {"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": [given]}]}
-            outcome = await resources.update("Patient", pid, json.dumps(body).encode())
-            assert outcome.status in (200, 201)
-        yield world
+        yield await seed_world(app)
+
+
+async def seed_world(app: Any) -> World:
+    """The users, clients and patients of the tests, in a started app's stores."""
+    service: AuthService = app.state.auth
+    add_user(service, "alice", "patient", patient="pat-a")
+    add_user(service, "bob", "patient", patient="pat-b")
+    add_user(service, "doc", "staff", roles=["physician"], practitioner="prac-1")
+    add_user(service, "clerk", "staff", roles=["billing-clerk"])
+    add_user(service, "root", "staff", roles=["administrator"])
+    world = World(app, service, httpx.ASGITransport(app=app))
+    public, _ = build_client(client_id="app", name="Test App", auth_method="none", scope=APP_SCOPE,
+                             redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
+    other, _ = build_client(client_id="other-app", name="Other App", auth_method="none", scope=APP_SCOPE,
+                            redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
+    confidential, secret = build_client(
+        client_id="portal", name="Portal", auth_method="client_secret_basic", scope=APP_SCOPE + " infirmary/admin",
+        redirect_uris=[REDIRECT], grant_types=["authorization_code", "refresh_token"])
+    for client in (public, other, confidential):
+        service.store.add_client(client)
+    assert secret
+    world.secrets["portal"] = secret
+    resources = app.state.fhir.resources  # the server's own services: seeding needs no token
+    for pid, given, family in (("pat-a", "Alice", "Able"), ("pat-b", "Bob", "Baker")):
+        body = {"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": [given]}]}
+        outcome = await resources.update("Patient", pid, json.dumps(body).encode())
+        assert outcome.status in (200, 201)
+    return world
 
 
 # -- a browser that fills in forms --------------------------------------------------------------------------------
