@@ -23,7 +23,8 @@ from fhir_server.api.context import ACCESS_KEY
 from fhir_server.auth.guard import AccessRecord
 from fhir_server.auth.policy import AccessPolicy
 from fhir_server.auth.security import Security
-from fhir_server.auth.tokens import AccessContext, InvalidToken
+from fhir_server.auth.tokens import AccessContext
+from fhir_server.errors import FhirError
 
 if TYPE_CHECKING:
     from fhir_server.api.context import FhirContext, Services
@@ -114,15 +115,16 @@ class AccessMiddleware:
         relative = path[len("/fhir"):].lstrip("/")
         query = scope.get("query_string", b"").decode("latin-1")
         base = self._base_url(scope, host)
+        context: AccessContext | None = None
         try:
             context = security.authenticate(authorization, base)
-        except InvalidToken as exc:
+            policy = security.policy(context)
+        except FhirError as exc:  # a bad token (401), or the auth store unavailable (503)
             response = Response(jsonio.dumps(exc.outcome()), status_code=exc.status, headers=exc.headers,
                                 media_type="application/fhir+json; charset=utf-8")
             await response(scope, receive, send)
-            await security.audit_request(None, AccessRecord(), method, relative, query, exc.status, address)
+            await security.audit_request(context, AccessRecord(), method, relative, query, exc.status, address)
             return
-        policy = security.policy(context)
         access = RequestAccess(context, policy, security, fhir)
         scope[ACCESS_KEY] = access
         status = 500

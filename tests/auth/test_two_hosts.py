@@ -186,3 +186,22 @@ def test_the_cli_manages_the_shared_store(tmp_path: Path) -> None:
     finally:
         store.drop()
         store.close()
+
+
+async def test_an_unreachable_auth_store_is_a_503_not_a_500(hosts: tuple[World, World]) -> None:
+    """Host B loses MongoDB: a request with a valid token is answered 503 with an OperationOutcome (retry later),
+    not an unhandled 500; host A is unaffected."""
+    a, b = hosts
+    async with oauth_client(a) as client:
+        token = await login_and_fetch(a, client, "alice")
+    assert await _read_patient(b, token["access_token"]) == 200
+    store = b.service.store
+    assert isinstance(store, MongoAuthStore) and store._client is not None
+    store._client.close()  # every later operation of B's auth store raises
+    await asyncio.sleep(LISTS_RECHECK_S * 2)  # past the cached revocation list's recheck
+    async with b.http() as http:
+        response = await http.get(f"{FHIR}/Patient/pat-a", headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert response.status_code == 503, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "transient"
+    assert await _read_patient(a, token["access_token"]) == 200
