@@ -134,6 +134,19 @@ class MongoAuthStore:
         self._c(d.USERS).update_one({"_id": user_id},
                                     {"$set": {"failed_logins": failed_logins, "locked_until": locked_until}})
 
+    def count_failed_login(self, user_id: str, max_failures: int, locked_until: float) -> float:
+        users = self._c(d.USERS)
+        while True:  # compare-and-set on the count: a failure counted meanwhile by another host makes it retry
+            doc = users.find_one({"_id": user_id}, {"failed_logins": 1, "locked_until": 1})
+            if doc is None:
+                return 0.0
+            count = int(doc.get("failed_logins", 0))
+            lock = count + 1 >= max_failures
+            new = {"failed_logins": 0 if lock else count + 1,
+                   "locked_until": locked_until if lock else float(doc.get("locked_until", 0.0))}
+            if users.update_one({"_id": user_id, "failed_logins": count}, {"$set": new}).matched_count:
+                return float(new["locked_until"])
+
     def set_password(self, user_id: str, password_hash: str) -> None:
         self._c(d.USERS).update_one({"_id": user_id}, {"$set": {"password_hash": password_hash, "failed_logins": 0,
                                                                  "locked_until": 0.0}})

@@ -75,11 +75,8 @@ class LoginGuard:
             return LoginResult("locked")
         if not verify_password(user.password_hash, password):
             self.store.add_login_failure(address_key, now)
-            failures = user.failed_logins + 1
-            if failures >= self.max_failures:
-                self.store.set_login_state(user.id, 0, now + self.lockout_s)
+            if self.store.count_failed_login(user.id, self.max_failures, now + self.lockout_s) > now:
                 return LoginResult("locked")
-            self.store.set_login_state(user.id, failures, 0.0)
             return LoginResult("invalid")
         if user.failed_logins or user.locked_until:
             self.store.set_login_state(user.id, 0, 0.0)

@@ -178,6 +178,17 @@ class SQLiteAuthStore:
         self._run("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?", failed_logins, locked_until,
                   user_id)
 
+    def count_failed_login(self, user_id: str, max_failures: int, locked_until: float) -> float:
+        # one statement: the right-hand sides see the row as it was, so concurrent failures each count
+        with self._lock:
+            self._writes += 1
+            row = self._db.execute(
+                "UPDATE users SET "
+                "locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END, "
+                "failed_logins = CASE WHEN failed_logins + 1 >= ? THEN 0 ELSE failed_logins + 1 END "
+                "WHERE id = ? RETURNING locked_until", (max_failures, locked_until, max_failures, user_id)).fetchone()
+        return float(row[0]) if row else 0.0
+
     def set_password(self, user_id: str, password_hash: str) -> None:
         self._run("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?",
                   password_hash, user_id)

@@ -39,6 +39,11 @@ class AuthStore(Protocol):
 
     def set_login_state(self, user_id: str, failed_logins: int, locked_until: float) -> None: ...
 
+    def count_failed_login(self, user_id: str, max_failures: int, locked_until: float) -> float:
+        """Count one failed password for the user, atomically (logins on other hosts or threads race): the
+        ``max_failures``-th in a row locks the account until ``locked_until`` and starts the count again.  Answers
+        the user's ``locked_until`` afterwards (0 for an unknown user)."""
+
     def set_password(self, user_id: str, password_hash: str) -> None: ...
 
     # clients

@@ -147,6 +147,30 @@ def test_login_failures_are_counted_across_hosts(hosts: tuple[AuthStore, AuthSto
     assert other.count_login_failures("addr:10.0.0.3", 0.0) == 0
 
 
+def test_failed_logins_lock_after_the_maximum(hosts: tuple[AuthStore, AuthStore]) -> None:
+    store, other = hosts
+    store.add_user(user())
+    assert [h.count_failed_login("u-ada", 3, 5000.0) for h in (store, other)] == [0.0, 0.0]
+    assert other.get_user("u-ada").failed_logins == 2  # type: ignore[union-attr]
+    assert store.count_failed_login("u-ada", 3, 5000.0) == 5000.0  # the third locks and starts again
+    locked = other.get_user("u-ada")
+    assert locked is not None and (locked.failed_logins, locked.locked_until) == (0, 5000.0)
+    assert store.count_failed_login("nobody", 3, 5000.0) == 0.0
+
+
+def test_racing_failed_logins_are_all_counted(hosts: tuple[AuthStore, AuthStore]) -> None:
+    hosts[0].add_user(user())
+    race(hosts, lambda s: s.count_failed_login("u-ada", 100, 5000.0))
+    assert hosts[1].get_user("u-ada").failed_logins == RACERS  # type: ignore[union-attr]
+    # at the maximum exactly one of the racers locks the account
+    hosts[0].set_login_state("u-ada", 0, 0.0)
+    assert hosts[0].count_failed_login("u-ada", RACERS, 5000.0) == 0.0  # one counted before the race
+    after = race(hosts, lambda s: s.count_failed_login("u-ada", RACERS, 5000.0))
+    state = hosts[1].get_user("u-ada")
+    assert state is not None and state.locked_until == 5000.0 and state.failed_logins == 1
+    assert after.count(0.0) < RACERS
+
+
 def test_removing_a_user_ends_sessions_and_revokes_tokens_everywhere(hosts: tuple[AuthStore, AuthStore]) -> None:
     store, other = hosts
     store.add_user(user())
