@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,19 @@ OBX|4|NM|26485-3^MONOCYTES/100 LEUKOCYTES^LN||6|%||N|||P|||20141006062700+0700
 OBX|5|NM|30180-4^BASOPHILS/100 LEUKOCYTES^LN||0|%||N|||P|||20141006062700+0700
 SPM|1|S{run}{n}b||BLD|||||||P||||||20141006053500+0700|20141006082100+0700||Y||||||1
 """
+
+
+def thread_cpu() -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) per named thread of this process, from /proc (Linux; empty elsewhere)."""
+    out: dict[str, tuple[float, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[thread.name] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
 
 
 def lab_oru(n: int, run: str) -> bytes:
@@ -88,7 +102,7 @@ async def drive(args: argparse.Namespace, data: Path) -> None:
 
         await run(args.warmup, "warm")
         profiler = cProfile.Profile() if args.profile else None
-        cpu, loop_cpu = time.process_time(), time.thread_time()
+        cpu, loop_cpu, threads = time.process_time(), time.thread_time(), thread_cpu()
         if profiler:
             profiler.enable()
         elapsed, failures = await run(args.messages, "run")
@@ -101,6 +115,11 @@ async def drive(args: argparse.Namespace, data: Path) -> None:
               f"{elapsed / args.messages * 1000:.2f} ms each ({cpu / args.messages * 1000:.2f} ms CPU, "
               f"{loop_cpu / args.messages * 1000:.2f} ms in the event-loop thread), "
               f"not AA: {failures}")
+        after = thread_cpu()
+        (user, system), (user0, system0) = after.get("sqlite-writer", (0, 0)), threads.get("sqlite-writer", (0, 0))
+        per = 1000 / args.messages
+        print(f"  SQLite writer thread per message: {(user - user0) * per:.2f} ms user + "
+              f"{(system - system0) * per:.2f} ms system CPU")
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.indexing.extract import search_param_from_resource
 from fhir_server.services.resources import new_id
-from fhir_server.storage.base import WriteOp, WriteOutcome
+from fhir_server.settings import Settings
+from fhir_server.storage.base import IndexEntries, TokenEntry, WriteOp, WriteOutcome
+from fhir_server.storage.sqlite.repository import SQLiteRepository
 from tests.factories import make_patient
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -56,6 +58,44 @@ async def test_if_none_exist_match_gone_at_write_time_is_created_indexed(app: An
     assert planned[1][0].index.tokens  # planned again without it: a real create, fully indexed
     found = (await client.get("/Patient", params={"family": "Zebedee", "identifier": f"{SYS}|GONE-1"})).json()
     assert [e["resource"]["id"] for e in found.get("entry", [])] == [planned[1][0].id]
+
+
+async def test_a_match_another_server_process_creates_after_the_plan_is_found_at_write_time(
+        app: Any, client: httpx.AsyncClient, settings: Settings) -> None:
+    """The writer may skip a conditional search the plan's look-up just ran, but not when another connection to
+    the file (another server process) committed in between: the plan is refused and made again."""
+    resources = app.state.fhir.resources
+    assert (await client.post("/Patient", content=jsonio.dumps(make_patient()), headers=FHIR)).status_code == 201
+    real_write = resources.repo.write
+    planned: list[list[WriteOp]] = []
+    other = SQLiteRepository(settings.storage.sqlite_path)
+
+    async def other_process_creates(ops: list[WriteOp]) -> list[WriteOutcome]:
+        planned.append(list(ops))
+        if len(planned) == 1:  # the plan found no match; now another process creates one
+            await other.open()
+            try:
+                await other.write([WriteOp("create", "Patient", id="theirs", resource=make_patient(
+                    id="theirs", identifier=[{"system": SYS, "value": "OTHER-1"}]), index=IndexEntries(
+                    tokens=[TokenEntry("identifier", SYS, "OTHER-1")]))])
+            finally:
+                await other.close()
+        return await real_write(ops)
+
+    resources.repo.write = other_process_creates
+    try:
+        body = _transaction({"fullUrl": "urn:uuid:p", "resource": make_patient(
+            identifier=[{"system": SYS, "value": "OTHER-1"}]),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={SYS}|OTHER-1"}})
+        response = await client.post("", content=body, headers=FHIR)
+    finally:
+        del resources.repo.write
+    assert response.status_code == 200, response.text
+    assert len(planned) == 2  # refused (concurrent change) and planned again on the other process's Patient
+    entry = response.json()["entry"][0]["response"]
+    assert entry["status"].startswith("200") and entry["location"].startswith("Patient/theirs/")
+    found = (await client.get("/Patient", params={"identifier": f"{SYS}|OTHER-1"})).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == ["theirs"]
 
 
 async def test_matched_if_none_exist_body_is_still_validated(client: httpx.AsyncClient) -> None:

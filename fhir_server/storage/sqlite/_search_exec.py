@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from fhir_server.storage.base import IncludeSpec, SearchPage, SearchRequest, Sto
 from fhir_server.storage.cursors import decode_cursor, encode_cursor
 from fhir_server.storage.sqlite._index_rows import ParamIds
 from fhir_server.storage.sqlite._search_sql import TABLE, Compiler, TypeCounts
+from fhir_server.storage.sqlite._token_lookup import token_args, token_shape
 
 MAX_INCLUDE_ROUNDS = 4
 _COLUMNS = "r.rid, r.type, r.id, r.version, v.last_updated, v.method, v.body"
@@ -192,10 +194,29 @@ def count_matches(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, c
 
 def find_ids(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery, limit: int) -> list[str]:
     """Ids of the first ``limit`` matches (conditional interactions need to know 0, 1 or many)."""
+    sql, args = find_sql(conn, ids, query)
+    return [str(row[0]) for row in conn.execute(sql, [*args, limit])]
+
+
+def find_sql(conn: sqlite3.Connection, ids: ParamIds, query: SearchQuery) -> tuple[str, list[Any]]:
+    """The SQL of :func:`find_ids` (its last parameter, the limit, left out).  A conditional look-up by one token
+    parameter (``identifier=system|value``: almost all of them) takes its SQL text from a cache by the query's
+    shape and only its arguments from the values (:mod:`._token_lookup`)."""
+    shape = token_shape(conn, ids, query)
+    if shape is not None:
+        sql = _FIND_SQL.get(shape)
+        if sql is not None:
+            return sql, token_args(query)
     match = _match(Compiler(conn, ids), query, sorted_by_rid=False)
-    rows = conn.execute(f"SELECT r.id FROM {match.source} WHERE {match.where} ORDER BY r.rid LIMIT ?",
-                        [*match.args, limit])
-    return [str(row[0]) for row in rows]
+    sql = f"SELECT r.id FROM {match.source} WHERE {match.where} ORDER BY r.rid LIMIT ?"
+    if shape is not None:
+        if len(_FIND_SQL) >= 4096:
+            _FIND_SQL.clear()
+        _FIND_SQL[shape] = sql
+    return sql, match.args
+
+
+_FIND_SQL: dict[Hashable, str] = {}
 
 
 def _includes(

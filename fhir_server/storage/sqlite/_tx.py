@@ -19,6 +19,7 @@ from fhir_server.storage.sqlite._index_rows import (
     flush_rows,
     write_rows,
 )
+from fhir_server.storage.sqlite._lookup_memo import LookupMemo, may_match
 from fhir_server.storage.sqlite._search_exec import find_ids
 from fhir_server.storage.sqlite._shared_rows import SharedRows
 
@@ -29,9 +30,16 @@ WHERE r.type = ? AND r.id = ?
 """
 
 
+_BEGIN = """
+SELECT (SELECT coalesce(max(rid), 0) + 1 FROM resources), (SELECT coalesce(max(seq), 0) + 1 FROM versions),
+       (SELECT data_version FROM pragma_data_version())
+"""
 _EXISTING = "SELECT id FROM resources WHERE type = ? AND id IN (SELECT value FROM json_each(?))"
 _INSERT_RESOURCE = "INSERT INTO resources (rid, type, id, version, deleted, current_seq, lu) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_VERSION = "INSERT INTO versions (seq, rid, type, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+_GONE = IndexEntries()  # a deleted resource's "entries": it matches nothing (a search wants deleted = 0)
 
 
 class _Current:
@@ -70,9 +78,13 @@ class TxWriter:
     ops of one :meth:`apply` are collected and inserted together (multi-row INSERTs, :func:`flush_rows`) at the
     end, and before a search inside the transaction that could read them: one on a type with rows waiting, or
     one that reaches into other types.
+
+    A conditional search whose answer the plan's look-up already has is not run again when
+    :class:`~fhir_server.storage.sqlite._lookup_memo.LookupMemo` can prove the answer still holds; for that it
+    keeps, per resource type, what the transaction wrote (``_written``: id and index entries, None when unknown).
     """
 
-    def __init__(self, conn: sqlite3.Connection, ids: ParamIds) -> None:
+    def __init__(self, conn: sqlite3.Connection, ids: ParamIds, memo: LookupMemo | None = None) -> None:
         self.conn = conn
         self.ids = ids
         self.clock = MonotonicClock()
@@ -82,11 +94,18 @@ class TxWriter:
         self._next_rid = 0
         self._next_seq = 0
         self.shared = SharedRows(conn, ids)
+        self.memo = memo
+        self._data_version: int | None = None  # of the last transaction (None: none yet)
+        self._written: dict[str, list[tuple[str, IndexEntries | None]]] = {}  # type → (id, new entries)
 
     def begin(self) -> None:
         """Call right after BEGIN IMMEDIATE (another process may have written since the last transaction)."""
-        self._next_rid = self.conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM resources").fetchone()[0]
-        self._next_seq = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()[0]
+        self._next_rid, self._next_seq, data_version = self.conn.execute(_BEGIN).fetchone()
+        self._written.clear()
+        if data_version != self._data_version:  # another connection committed (or this is the first transaction)
+            self._data_version = data_version
+            if self.memo is not None:
+                self.memo.advance()
 
     def forget_templates(self) -> None:
         """After a rollback: templates made in it are gone, and may name parameter ids never committed."""
@@ -102,6 +121,7 @@ class TxWriter:
         versions: list[tuple[object, ...]] = []
         rows = self.rows
         try:
+            self._written.setdefault(resource_type, []).append(("", None))  # may match anything
             for item in items:
                 if item.id in existing:
                     created.append(False)
@@ -129,11 +149,24 @@ class TxWriter:
         return created
 
     def _find(self, query: SearchQuery) -> list[str]:
+        if self.memo is not None and query.resource_type is not None and \
+                all(_reads_own_type_only(c) for c in query.criteria):
+            found = self.memo.take(query)
+            if found is not None and not self._may_change(query, found):
+                return found
         if query.resource_type not in self._row_types and query.resource_type is not None and \
                 all(_reads_own_type_only(c) for c in query.criteria):
             return find_ids(self.conn, self.ids, query, 2)  # no waiting row can match it
         self._flush()
         return find_ids(self.conn, self.ids, query, 2)
+
+    def _may_change(self, query: SearchQuery, found: list[str]) -> bool:
+        """Whether what this transaction wrote so far may change the matches of an own-type-only ``query``."""
+        assert query.resource_type is not None
+        for id, entries in self._written.get(query.resource_type, ()):
+            if id in found or (entries is not _GONE and may_match(query, entries)):
+                return True
+        return False
 
     def _flush(self) -> None:
         flush_rows(self.conn, self.rows)
@@ -169,6 +202,7 @@ class TxWriter:
             return WriteOutcome(200, op.resource_type, op.id, None, noop=True)
         self._flush()
         delete_rows(self.conn, current.rid, self.fulltext)
+        self._written.setdefault(op.resource_type, []).append((op.id, op.index))
         write_rows(self.conn, self.ids, op.resource_type, current.rid, op.index, self.fulltext, self.rows)
         self._row_types.add(op.resource_type)
         return WriteOutcome(200, op.resource_type, op.id, current.stored)
@@ -247,6 +281,8 @@ class TxWriter:
             )
         conn.execute(_INSERT_VERSION, (seq, rid, op.resource_type, version, last_updated, method, body))
         self._next_seq += 1
+        # what may now match: a deletion nothing (only its id may be among the matches); entries None: anything
+        self._written.setdefault(op.resource_type, []).append((id, index if resource is not None else _GONE))
         if current is not None:
             self._flush()
             delete_rows(conn, rid, self.fulltext)

@@ -24,6 +24,7 @@ from typing import Any
 from fhir_server.errors import FhirError, InternalError, ServiceUnavailable
 from fhir_server.storage.base import NewResource, WriteOp, WriteOutcome
 from fhir_server.storage.sqlite._index_rows import ParamIds, apply_fulltext
+from fhir_server.storage.sqlite._lookup_memo import LookupMemo
 from fhir_server.storage.sqlite._schema import connect
 from fhir_server.storage.sqlite._tx import TxWriter
 
@@ -96,9 +97,12 @@ class Checkpointer:
 
 
 class Writer:
-    def __init__(self, path: Path, busy_timeout_ms: int, batch_max: int, ids: ParamIds) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_ms: int, batch_max: int, ids: ParamIds, memo: LookupMemo | None = None
+    ) -> None:
         self._path = path
         self._ids = ids
+        self.memo = memo
         self._busy_timeout_ms = busy_timeout_ms
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -147,7 +151,7 @@ class Writer:
             self._started.set()
             return
         self._started.set()
-        tx = TxWriter(conn, self._ids)
+        tx = TxWriter(conn, self._ids, self.memo)
         try:
             while True:
                 first = self._queue.get()
@@ -191,6 +195,13 @@ class Writer:
                 time.sleep(0.0005)
 
     def _commit(self, conn: sqlite3.Connection, tx: TxWriter, batch: list[_Job]) -> None:
+        try:
+            self._transaction(conn, tx, batch)
+        finally:
+            if self.memo is not None:
+                self.memo.advance()  # whatever happened: look-ups made before it no longer vouch for the store
+
+    def _transaction(self, conn: sqlite3.Connection, tx: TxWriter, batch: list[_Job]) -> None:
         try:
             self._begin(conn)
             tx.begin()

@@ -39,6 +39,7 @@ from fhir_server.storage.base import (
 )
 from fhir_server.storage.sqlite._everything import everything_page
 from fhir_server.storage.sqlite._index_rows import ParamIds
+from fhir_server.storage.sqlite._lookup_memo import LookupMemo
 from fhir_server.storage.sqlite._schema import connect, initialise
 from fhir_server.storage.sqlite._search_exec import count_matches, find_ids, search_page
 from fhir_server.storage.sqlite._search_sql import TypeCounts
@@ -90,7 +91,8 @@ class SQLiteRepository(Repository):
         self._busy_timeout_ms = busy_timeout_ms
         self.ids = ParamIds()
         self.counts = TypeCounts()
-        self._writer = Writer(path, busy_timeout_ms, write_batch_max, self.ids)
+        self.memo = LookupMemo()
+        self._writer = Writer(path, busy_timeout_ms, write_batch_max, self.ids, self.memo)
         self._checkpointer = Checkpointer(path, busy_timeout_ms, checkpoint_interval_ms / 1000, wal_max_mb * 256)
         self._reader: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-query")
@@ -170,12 +172,21 @@ class SQLiteRepository(Repository):
         return await self._query(fn)
 
     async def find(self, query: SearchQuery, limit: int = 2) -> list[str]:
-        return await self._inline(lambda conn: find_ids(conn, self.ids, query, limit))
+        return (await self.find_many([(query, limit)]))[0]
 
     async def find_many(self, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
         if not queries:
             return []
-        return await self._inline(lambda conn: [find_ids(conn, self.ids, q, limit) for q, limit in queries])
+        return await self._inline(lambda conn: self._find_many(conn, queries))
+
+    def _find_many(self, conn: sqlite3.Connection, queries: Sequence[tuple[SearchQuery, int]]) -> list[list[str]]:
+        """The look-ups; on the event loop's connection they are kept for the writer (see :mod:`._lookup_memo`)."""
+        stamp = self.memo.stamp()  # before the first statement's snapshot
+        found = [find_ids(conn, self.ids, q, limit) for q, limit in queries]
+        if conn is self._reader:
+            for (query, limit), ids in zip(queries, found, strict=True):
+                self.memo.record(stamp, query, limit, ids)
+        return found
 
     async def search(self, request: SearchRequest) -> SearchPage:
         return await self._query(lambda conn: search_page(conn, self.ids, request, self.counts))
