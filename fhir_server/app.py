@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     runner.bind(context)
     load_modules()  # task functions, periodic tasks and post-write reactions (fhir_server/jobs/wiring.py)
     resources.after_write.append(PostWriteHook(lambda: JobContext(context, context.jobs, context.jobs.clock)))
-    hl7 = Hl7Service(context)  # the MLLP listener (FHIR_HL7__ENABLED) and the outbound lab order hooks
+    hl7 = Hl7Service(context)  # the MLLP listener (FHIR_HL7__ENABLED); outbound orders are tasks (wiring.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

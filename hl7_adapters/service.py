@@ -1,4 +1,5 @@
-"""HL7 v2 in the application: the MLLP listener and the outbound order hooks, started and stopped with it.
+"""HL7 v2 in the application: the MLLP listener, started and stopped with it.  (Outbound orders are job-queue
+tasks and post-write reactions: ``hl7_adapters/outbound/tasks.py``.)
 
 ``create_app`` makes one :class:`Hl7Service`; its ``start``/``stop`` run in the application's lifespan, so
 ``infirmary serve`` runs the listener beside the FHIR API (``FHIR_HL7__ENABLED``), and ``infirmary mllp`` runs
@@ -16,21 +17,16 @@ from hl7_adapters.mllp.server import MllpServer, ServerLimits, server_ssl_contex
 if TYPE_CHECKING:
     from fhir_server.api.context import FhirContext
     from hl7_adapters.inbound import InboundPipeline
-    from hl7_adapters.outbound.orders import OutboundOrders
 
 log = logging.getLogger("hl7_adapters")
 
 
 class Hl7Service:
     def __init__(self, fhir: FhirContext) -> None:
-        from hl7_adapters.outbound.orders import OutboundOrders
-
         self.fhir = fhir
         self.settings = fhir.settings.hl7
         self.server: MllpServer | None = None
         self._pipeline: InboundPipeline | None = None
-        self.orders: OutboundOrders = OutboundOrders(fhir, self.settings)
-        self.orders.install()
 
     @property
     def pipeline(self) -> InboundPipeline:
@@ -54,4 +50,3 @@ class Hl7Service:
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_s)
             self.server = None
-        await self.orders.stop()

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fhir_server.jobs.registry import JobArg, PermanentFailure, TaskSpec, backoff_delay
+from fhir_server.jobs.registry import JobArg, PermanentFailure, RetryAt, TaskSpec, backoff_delay
 
 if TYPE_CHECKING:
     from fhir_server.jobs.context import JobContext
@@ -39,6 +39,8 @@ async def run_attempt(spec: TaskSpec, ctx: JobContext, args: tuple[JobArg, ...],
     try:
         async with ctx.audited(spec.name) as run:  # scoped services; audited as the jobs identity
             await spec.fn(run, *args)
+    except RetryAt as exc:  # the task's own schedule: not a failure of the job
+        return Attempt(False, exc.at, _describe(exc))
     except PermanentFailure as exc:
         log.warning("job %s failed for good (attempt %d): %s", spec.name, ctx.attempt, type(exc).__name__)
         return Attempt(False, None, _describe(exc))

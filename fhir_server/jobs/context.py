@@ -3,8 +3,8 @@
 Background work acts as a named system identity and is audited like a request: ``job_services`` is the one place
 that turns a run into scoped services (the jobs identity ``infirmary-jobs``, ``system/*.cruds``) and, when the
 run ends, into an audit submission (``Security.acting``).  Both runners and the post-write hook enter it through
-``JobContext.audited``; the HL7 order job through ``job_services``.  With authorization off nothing is scoped or
-audited, as for requests.
+``JobContext.audited``; other background work outside the queue through ``job_services``.  With authorization
+off nothing is scoped or audited, as for requests.
 """
 
 from __future__ import annotations

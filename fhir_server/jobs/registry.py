@@ -28,6 +28,16 @@ class PermanentFailure(Exception):
     """Raised by a task when trying again cannot help (bad data): no retry."""
 
 
+class RetryAt(Exception):
+    """Raised by a task that keeps its own attempt count and back-off (on a FHIR resource, so that a restart
+    loses nothing; the HL7 order job): run the same job again at ``at`` (epoch seconds).  The runner re-queues
+    it under the same key, which stays held meanwhile, whatever ``max_attempts`` says."""
+
+    def __init__(self, at: float, reason: str = "") -> None:
+        super().__init__(reason)
+        self.at = float(at)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str

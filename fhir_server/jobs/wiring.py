@@ -19,6 +19,7 @@ TASK_MODULES: tuple[str, ...] = (
     "fhir_server.workflows.subscriptions.tasks",
     "fhir_server.workflows.scheduling.tasks",
     "fhir_server.workflows.notifications.tasks",
+    "hl7_adapters.outbound.tasks",
 )
 
 

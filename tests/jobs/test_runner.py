@@ -9,7 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.jobs import JobContext, ManualClock, PermanentFailure, TaskRegistry, UnknownTask, task
+from fhir_server.jobs import (
+    JobContext,
+    ManualClock,
+    PermanentFailure,
+    RetryAt,
+    TaskRegistry,
+    UnknownTask,
+    task,
+)
 from fhir_server.jobs.hooks import REACTIONS, on_write
 from fhir_server.jobs.registry import backoff_delay
 from fhir_server.jobs.runner import InProcessRunner
@@ -72,6 +80,32 @@ async def test_failures_are_retried_with_exponential_back_off_then_given_up(runn
     assert [final for *_, final in attempts] == [False, False, False, True]
     assert r.pending() == []
     assert await r.enqueue("t.flaky", key="only-one") is True  # the key is free once given up
+
+
+async def test_retry_at_runs_the_job_again_at_its_time_under_the_same_key(runner: Any) -> None:
+    """A task keeping its own schedule (the HL7 order): RetryAt is not a failure, so the runner's max_attempts
+    (4 here) does not stop it, and the key stays held until the task ends."""
+    r, clock, registry = runner
+    runs: list[float] = []
+
+    @task("t.own_schedule", registry=registry)
+    async def own_schedule(ctx: JobContext) -> None:
+        runs.append(ctx.now() - 1_000_000.0)
+        if len(runs) < 6:
+            raise RetryAt(ctx.now() + 7 * len(runs))
+
+    await r.enqueue("t.own_schedule", key="mine")
+    await r.idle()
+    for step in (7, 14, 21, 28, 35):
+        assert await r.enqueue("t.own_schedule", key="mine") is False
+        clock.advance(step - 1)
+        await r.idle()
+        n = len(runs)
+        clock.advance(1)
+        await r.idle()
+        assert len(runs) == n + 1
+    assert runs == [0, 7, 21, 42, 70, 105] and r.pending() == []
+    assert await r.enqueue("t.own_schedule", key="mine") is True
 
 
 async def test_a_permanent_failure_is_not_retried_and_unknown_tasks_are_refused(runner: Any) -> None:
