@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,8 +152,9 @@ def main() -> None:
             audited_before = _audit_count(base, access)
             writer_cpu_before = _cpu_s(proc.pid)[1]
             off = start(data_dir, off_port, auth=False)
-            best, patient_reads = _reads(port, off_port, args, f'{{["Authorization"] = "Bearer {access}"}}',
-                                         {"tokens": proc.pid, "off": off.pid})
+            best, patient_reads, pairs = _reads(port, off_port, args,
+                                                f'{{["Authorization"] = "Bearer {access}"}}',
+                                                {"tokens": proc.pid, "off": off.pid})
             rows += [(mode, name, c, s) for (mode, name, c), s in best.items()]
             _audit_lag(base, access, audited_before + patient_reads)
             stored = _audit_count(base, access) - audited_before
@@ -192,18 +194,30 @@ def main() -> None:
                 cpu_off, cpu_on = by_cpu[("off", name, connections)], by_cpu[("tokens", name, connections)]
                 print(f"{name}, {connections} clients: tokens {100 * (off - on) / off:+.1f}% slower; API process CPU "
                       f"per request {cpu_off:.0f} → {cpu_on:.0f} µs ({100 * (cpu_on - cpu_off) / cpu_off:+.1f}%)")
+    print("\nPaired rounds (each round's two modes ran back to back; the machine's speed drifts between rounds, so "
+          "the median of the per-round ratios is the steadier figure):")
+    for (name, connections), ratios in pairs.items():
+        slower = sorted(100 * (1 - on / off) for on, off, _c_on, _c_off in ratios)
+        cpu = sorted(100 * (c_on / c_off - 1) for _on, _off, c_on, c_off in ratios)
+        print(f"{name}, {connections} clients: tokens slower by {statistics.median(slower):+.1f}% (median of "
+              f"{len(slower)}; rounds {', '.join(f'{x:+.0f}' for x in slower)}); API CPU per request "
+              f"{statistics.median(cpu):+.1f}% (median)")
 
 
 def _reads(port: int, off_port: int, args: argparse.Namespace, headers: str, pids: dict[str, int]
-           ) -> tuple[dict[tuple[str, str, int], dict[str, float]], int]:
+           ) -> tuple[dict[tuple[str, str, int], dict[str, float]], int,
+                      dict[tuple[str, int], list[tuple[float, float, float, float]]]]:
     """Alternating rounds of every scenario on both servers; each mode's best round; successful Patient reads
-    made with tokens (each must leave one AuditEvent)."""
+    made with tokens (each must leave one AuditEvent); per scenario, each round's (tokens req/s, off req/s,
+    tokens API CPU, off API CPU)."""
     best: dict[tuple[str, str, int], dict[str, float]] = {}
+    pairs: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
     patient_reads = 0
     for round_ in range(args.rounds):
         for name, rtype, prefix in (("read Practitioner", "Practitioner", "pr"), ("read Patient", "Patient", "p")):
             for connections in (1, 32):
                 modes = ("tokens", "off") if round_ % 2 == 0 else ("off", "tokens")
+                this_round: dict[str, dict[str, float]] = {}
                 for mode in modes:
                     script = LUA_READ % {"type": rtype, "prefix": prefix, "n": args.seed,
                                          "headers": headers if mode == "tokens" else "nil"}
@@ -222,13 +236,17 @@ def _reads(port: int, off_port: int, args: argparse.Namespace, headers: str, pid
                     s["child_cpu_us"] = 1e6 * (after[1] - before[1]) / done  # its audit writer, per request
                     if mode == "tokens" and rtype == "Patient":
                         patient_reads += int(s["requests"]) - int(s["non2xx"])
+                    this_round[mode] = {"rps": s["rps"], "cpu_us": s["cpu_us"]}  # before ``best`` changes it
                     key = (mode, name, connections)
                     cpu_us = min(s["cpu_us"], best[key]["cpu_us"]) if key in best else s["cpu_us"]
                     if key not in best or s["rps"] > best[key]["rps"]:
                         best[key] = s
                     best[key]["cpu_us"] = cpu_us  # the least disturbed round's
                     _print((mode, name, connections, s))
-    return best, patient_reads
+                pairs.setdefault((name, connections), []).append(
+                    (this_round["tokens"]["rps"], this_round["off"]["rps"], this_round["tokens"]["cpu_us"],
+                     this_round["off"]["cpu_us"]))
+    return best, patient_reads, pairs
 
 
 _TICK = os.sysconf("SC_CLK_TCK")

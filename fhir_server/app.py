@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await repo.close()
             auth.close()
 
+    telemetry = settings.server.opentelemetry
     app = FastAPI(
         title="Infirmary FHIR R4 server",
         version=__version__,
@@ -166,6 +167,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # FastAPI looks up the global OpenTelemetry providers on every request unless told there is nothing to do
+        telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
     )
     app.state.fhir = context
     api_errors.install(app)

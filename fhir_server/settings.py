@@ -25,6 +25,10 @@ class ServerSettings(BaseModel):
         ["*"], description="origins whose browser apps may call the FHIR API and the token endpoints (CORS); "
         "[] turns CORS off"
     )
+    opentelemetry: bool = Field(
+        False, description="FastAPI's native OpenTelemetry spans, metrics and logs, exported through the "
+        "OpenTelemetry SDK the process is configured with (e.g. opentelemetry-instrument); off: no per-request check"
+    )
 
 
 class StorageSettings(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -75,3 +76,45 @@ async def test_cors_can_be_turned_off(tmp_path: Path) -> None:
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN) as http:
             response = await http.get("/fhir/metadata", headers={"Origin": APP_ORIGIN})
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_request_without_origin_is_answered_as_cors_middleware_would() -> None:
+    """Requests without ``Origin`` skip CORSMiddleware; the answer must be byte for byte what it would have sent
+    (``Vary: Origin`` joined with the app's own ``Vary`` values), for every shape of ``Vary`` an app may send."""
+    from starlette.types import Message, Receive, Scope, Send
+
+    from fhir_server.api.cors import ApiCorsMiddleware
+
+    shapes: list[list[tuple[bytes, bytes]]] = [
+        [], [(b"vary", b"Accept")], [(b"Vary", b"Accept, Accept-Encoding")],
+        [(b"vary", b"Accept"), (b"content-type", b"application/fhir+json"), (b"vary", b"Prefer")],
+        [(b"etag", b'W/"1"'), (b"location", b"Patient/1/_history/1")]]
+
+    def app_for(headers: list[tuple[bytes, bytes]]) -> Any:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+            await send({"type": "http.response.body", "body": b"{}"})
+        return app
+
+    async def run(app: Any, path: str) -> list[Message]:
+        sent: list[Message] = []
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"host", b"x")], "query_string": b""}
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    for headers in shapes:
+        for origins in (["*"], [APP_ORIGIN]):
+            fast = await run(ApiCorsMiddleware(app_for(headers), origins), "/fhir/Patient/1")
+            slow = await run(ApiCorsMiddleware(app_for(headers), origins).cors, "/fhir/Patient/1")
+            assert fast == slow, (headers, origins)
+            assert (b"vary", b"Origin") in fast[0]["headers"] or any(
+                v.endswith(b", Origin") for k, v in fast[0]["headers"] if k == b"vary")
+        untouched = await run(ApiCorsMiddleware(app_for(headers), ["*"]), "/auth/login")  # not a CORS path
+        assert untouched[0]["headers"] == headers
