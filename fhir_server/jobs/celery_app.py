@@ -68,10 +68,13 @@ class CeleryQueue:
 
     def _send(self, name: str, args: tuple[JobArg, ...], due: float, key: str | None, attempt: int) -> bool:
         delay = max(0.0, due - self.clock.now())
-        if key is not None and attempt == 1:
+        if key is not None:
             ttl = int(delay + self.settings.jobs.key_ttl_s)
-            if not self._client().set(KEY_PREFIX + key, "1", nx=True, ex=ttl):
-                return False  # the same work is queued or running
+            if attempt == 1:
+                if not self._client().set(KEY_PREFIX + key, "1", nx=True, ex=ttl):
+                    return False  # the same work is queued or running
+            else:  # the job sends itself again (a retry, RetryAt): the key it holds must outlive the wait
+                self._client().expire(KEY_PREFIX + key, ttl)
         eta = datetime.fromtimestamp(time.time() + delay, UTC) if delay > 0 else None
         self.celery.send_task(name, args=list(args), kwargs={"_attempt": attempt, "_key": key}, eta=eta)
         return True
