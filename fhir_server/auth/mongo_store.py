@@ -18,10 +18,11 @@ synchronous; authlib's grants call it from worker threads).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pymongo import MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
@@ -35,6 +36,7 @@ from fhir_server.auth.sqlite_store import LISTS_RECHECK_S
 from fhir_server.errors import ServiceUnavailable
 from fhir_server.storage.mongo._schema import client_options
 
+_T = TypeVar("_T")
 _REVOKE_PEOPLE_S = 86_400  # how long "user:<id>" / "client:<id>" / a grant stay listed after a removal
 
 
@@ -42,6 +44,27 @@ class MongoAuthStoreError(RuntimeError):
     """The auth store cannot use the MongoDB it was given (unreachable, refused)."""
 
 
+def _unavailable_on_driver_errors(cls: type[_T]) -> type[_T]:
+    """Every public operation of the store answers a MongoDB outage with :class:`ServiceUnavailable` (503, retry
+    later) instead of a driver exception that would become a 500; errors the store expects are handled inside."""
+    for name, method in list(vars(cls).items()):
+        if name.startswith("_") or not callable(method) or name in ("open", "close", "drop", "collection"):
+            continue
+        setattr(cls, name, _guarded(method))
+    return cls
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except PyMongoError as exc:
+            raise ServiceUnavailable("the authorization store is unavailable; retry later") from exc
+    return call
+
+
+@_unavailable_on_driver_errors
 class MongoAuthStore:
     def __init__(self, url: str, *, database: str | None = None, server_selection_timeout_ms: int = 10_000,
                  event_listeners: Sequence[CommandListener] = ()) -> None:

@@ -204,4 +204,8 @@ async def test_an_unreachable_auth_store_is_a_503_not_a_500(hosts: tuple[World, 
     assert response.status_code == 503, response.text
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "transient"
+    # the token endpoint too: a refresh needs the store, and is told to come back, not a 500
+    refresh = await post_form(b, TOKEN, {"grant_type": "refresh_token", "client_id": "app",
+                                         "refresh_token": token["refresh_token"]})
+    assert refresh.status_code == 503, refresh.text
     assert await _read_patient(a, token["access_token"]) == 200
