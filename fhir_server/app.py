@@ -35,6 +35,7 @@ from fhir_server.indexing.shared_parts import SharedPartIndexer
 from fhir_server.jobs.clock import Clock
 from fhir_server.jobs.context import JobContext
 from fhir_server.jobs.hooks import PostWriteHook
+from fhir_server.jobs.journal import JobJournal
 from fhir_server.jobs.runner import InProcessRunner
 from fhir_server.jobs.wiring import build_queue, load_modules
 from fhir_server.search.registry import SearchRegistry
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     registry = SearchRegistry(indexer, defs.resource_types)
     paging = Paging(settings.paging.default_count, settings.paging.max_count)
     runner = InProcessRunner(settings=settings.jobs)
+    if settings.jobs.backend == "inprocess":
+        runner.journal = JobJournal(settings.data_dir / "jobs.db")  # opened at start: queued jobs survive a restart
     jobs = build_queue(settings, runner, clock)
     resources = ResourceService(repo, defs, Validator(defs), indexer, registry, base_urls)
     search_params = SearchParameters(repo, indexer, runner)

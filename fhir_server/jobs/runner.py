@@ -7,9 +7,9 @@ Two services in one object:
 * the :class:`~fhir_server.jobs.registry.JobQueue` of registered tasks: ``enqueue(name, *args, at=, key=)``
   keeps a time-ordered queue in memory, runs each job when the clock reaches its time (at most
   ``FHIR_JOBS__CONCURRENCY`` at once), retries a failed job with exponential back-off, and runs the periodic
-  tasks (``TaskRegistry.every``).  The queue is lost when the process stops: work that must survive a restart is
-  kept in the store (a due ``CommunicationRequest``) and found again by a periodic sweep, which runs once at
-  start-up.
+  tasks (``TaskRegistry.every``).  With a :class:`~fhir_server.jobs.journal.JobJournal` (the server's, in
+  ``<data_dir>/jobs.db``) every accepted job is also on disk until it ends, and a restart queues it again; work
+  kept in the store (a due ``CommunicationRequest``) is found again by the periodic sweeps as well.
 
 Task functions take ids, never resources, so that the same functions run under Celery in production.
 """
@@ -33,9 +33,11 @@ from fhir_server.jobs.registry import TASKS, JobArg, TaskRegistry, check_args, e
 
 if TYPE_CHECKING:
     from fhir_server.api.context import FhirContext
+    from fhir_server.jobs.journal import JobJournal
     from fhir_server.settings import JobsSettings, Settings
 
 log = logging.getLogger(__name__)
+_PERIODIC = "periodic:"  # the key prefix of periodic jobs (queued anew at every start, never journaled)
 
 
 @dataclass(order=True)
@@ -46,6 +48,7 @@ class _Job:
     args: tuple[JobArg, ...] = field(compare=False)
     key: str | None = field(compare=False, default=None)
     attempt: int = field(compare=False, default=1)
+    jid: int | None = field(compare=False, default=None)  # its row in the journal
 
 
 class InProcessRunner:
@@ -66,6 +69,7 @@ class InProcessRunner:
         self._loop_task: asyncio.Task[None] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[Any]] = set()  # queued jobs now running (not other submitted work)
+        self.journal: JobJournal | None = None  # set before start: queued jobs survive a restart
 
     # -- plain background coroutines ---------------------------------------------------------------------------
 
@@ -98,7 +102,27 @@ class InProcessRunner:
         if periodic:
             now = self.clock.now()
             self._next_periodic = {p.name: now for p in self.registry.periodic()}
+        if self.journal is not None:
+            self.journal.open()
+            self._resume(self.journal)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop(), name="job scheduler")
+
+    def _resume(self, journal: JobJournal) -> None:
+        """Queue again the journaled jobs of runners that are gone."""
+        resumed = 0
+        for job in journal.take_over():
+            if job.name not in self.registry or (job.key is not None and job.key in self._keys):
+                log.warning("a journaled %s job is dropped (%s)", job.name,
+                            "no such task" if job.name not in self.registry else "queued twice")
+                journal.done(job.id)
+                continue
+            if job.key is not None:
+                self._keys.add(job.key)
+            heapq.heappush(self._heap, _Job(job.due, next(self._seq), job.name, job.args, job.key, job.attempt,
+                                            job.id))
+            resumed += 1
+        if resumed:
+            log.info("%d queued jobs resumed from the journal", resumed)
 
     async def enqueue(self, name: str, *args: JobArg, at: datetime | float | None = None,
                       key: str | None = None) -> bool:
@@ -109,7 +133,10 @@ class InProcessRunner:
                 return False
             self._keys.add(key)
         due = epoch(at, self.clock.now())
-        heapq.heappush(self._heap, _Job(due, next(self._seq), name, tuple(args), key))
+        jid = None
+        if self.journal is not None and self.journal.is_open and not (key or "").startswith(_PERIODIC):
+            jid = self.journal.add(name, tuple(args), due, key)
+        heapq.heappush(self._heap, _Job(due, next(self._seq), name, tuple(args), key, jid=jid))
         self._poke()
         return True
 
@@ -147,7 +174,7 @@ class InProcessRunner:
             if due is None or due > now:
                 continue
             self._next_periodic[periodic.name] = now + periodic.seconds(self._settings())
-            await self.enqueue(periodic.name, key=f"periodic:{periodic.name}")
+            await self.enqueue(periodic.name, key=f"{_PERIODIC}{periodic.name}")
 
     def _settings(self) -> Settings:
         from fhir_server.settings import Settings
@@ -163,14 +190,18 @@ class InProcessRunner:
         try:
             async with self._slots:
                 result = await run_attempt(spec, ctx, job.args, self.settings)
-        except BaseException:
+        except BaseException:  # cancelled at shutdown: its journal row stays, and the next start runs it again
             self._release(job.key)
             raise
         if result.retry_at is not None:
+            if self.journal is not None and job.jid is not None:
+                self.journal.again(job.jid, result.retry_at, job.attempt + 1)
             heapq.heappush(self._heap, _Job(result.retry_at, next(self._seq), job.name, job.args, job.key,
-                                            job.attempt + 1))
+                                            job.attempt + 1, job.jid))
             self._poke()
         else:
+            if self.journal is not None and job.jid is not None:
+                self.journal.done(job.jid)
             self._release(job.key)
 
     def _release(self, key: str | None) -> None:
@@ -207,3 +238,5 @@ class InProcessRunner:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.journal is not None:
+            self.journal.close()  # what is still queued is released to the next start

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -129,3 +130,40 @@ async def test_retrying_stops_at_the_maximum_age(tmp_path: Path, receiver: Recei
         await asyncio.sleep(0.8)
         assert len(receiver.requests) - 1 == attempts >= 3  # retried several times, then no more
         assert receiver.requests[-1].at - written < 1.5
+
+
+async def test_a_notification_waiting_for_its_retry_is_delivered_after_a_restart(tmp_path: Path,
+                                                                                  receiver: Receiver) -> None:
+    """The in-process queue's journal: the server stops while a notification waits for its next attempt; the next
+    server on the same data directory queues it again and delivers it once the receiver is back."""
+    settings = Settings(data_dir=tmp_path, storage=StorageSettings(sqlite_path=tmp_path / "t.db"),
+                        subscriptions=FAST.model_copy(update={"retry_backoff_s": 2.0, "retry_backoff_max_s": 2.0}))
+
+    def server() -> tuple[Any, httpx.AsyncClient]:
+        application = create_app(settings)
+        return application, httpx.AsyncClient(transport=httpx.ASGITransport(app=application),
+                                               base_url="http://testserver/fhir")
+
+    first, client = server()
+    async with first.router.lifespan_context(first), client:
+        sub_id = await _subscribe(client, receiver, payload="application/fhir+json")
+        await receiver.wait_for(1)
+        await wait_status(client, sub_id, "active")
+        receiver.status = 503
+        written = (await client.post("Observation", content=observation("1234-5"), headers=FHIR_JSON)).json()
+        await receiver.wait_for(2)  # the first attempt failed; the next waits 2 s
+        await wait_status(client, sub_id, "error")
+        pending = [name for _due, name in first.state.fhir.runner.pending()]
+        assert "subscriptions.notify" in pending
+    # stopped with the retry still queued
+    receiver.status = 200
+    before = len(receiver.requests)
+    second, client = server()
+    async with second.router.lifespan_context(second), client:
+        assert "subscriptions.notify" in [name for _due, name in second.state.fhir.runner.pending()]
+        delivered = (await receiver.wait_for(before + 1, within=10))[before]
+        assert json.loads(delivered.body)["id"] == written["id"]
+        await wait_status(client, sub_id, "active")
+        await asyncio.sleep(0.5)
+        assert len(receiver.requests) == before + 1  # once
+        assert not [name for _due, name in second.state.fhir.runner.pending() if name == "subscriptions.notify"]
