@@ -255,15 +255,13 @@ class MongoAuthStore:
             if writes == self._writes and now - checked < LISTS_RECHECK_S:
                 return  # another thread looked meanwhile
             seen = self._writes
-            try:
-                meta = self._c(d.META).find_one({"_id": d.LISTS_ID})
-                generation = int(meta["gen"]) if meta else -1
-                if generation != self._generation:  # read after the counter: a change in between is seen next time
-                    revoked = frozenset(str(r["_id"]) for r in self._c(d.REVOKED).find({}, {"_id": 1}))
-                    glass = {str(r["_id"]): float(r["until"]) for r in self._c(d.BREAK_GLASS).find({}, {"until": 1})}
-                    self._revoked, self._break_glass, self._generation = revoked, glass, generation
-            except PyMongoError as exc:
-                raise ServiceUnavailable("the authorization store is unavailable; retry later") from exc
+            # a driver error here becomes ServiceUnavailable in the public method (_unavailable_on_driver_errors)
+            meta = self._c(d.META).find_one({"_id": d.LISTS_ID})
+            generation = int(meta["gen"]) if meta else -1
+            if generation != self._generation:  # read after the counter: a change in between is seen next time
+                revoked = frozenset(str(r["_id"]) for r in self._c(d.REVOKED).find({}, {"_id": 1}))
+                glass = {str(r["_id"]): float(r["until"]) for r in self._c(d.BREAK_GLASS).find({}, {"until": 1})}
+                self._revoked, self._break_glass, self._generation = revoked, glass, generation
             self._lists_checked = (seen, now)
 
     def is_revoked(self, ids: Sequence[str]) -> bool:
